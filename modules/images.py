@@ -350,7 +350,15 @@ def write_image_files(params: ImageSaveParams, pnginfo_section_name: str, *, opt
     return fullfn, txt_fullfn
 
 
-def _save_downscaled_jpeg(image, info, stem, pnginfo, pnginfo_section_name, oversize, opts) -> None:
+def _save_downscaled_jpeg(
+    image: Image.Image,
+    info: str | None,
+    stem: str,
+    pnginfo: dict[str, Any],
+    pnginfo_section_name: str,
+    oversize: bool,
+    opts: Any,
+) -> None:
     """A1111's "export for 4chan": a JPEG copy, shrunk to target_side_length if a side is longer.
 
     The copy is optional: failing to make it is logged, the saved image stands.

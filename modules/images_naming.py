@@ -47,7 +47,9 @@ re_pattern_arg = re.compile(r"(.*)<([^>]*)>$")
 NOTHING_AND_SKIP_PREVIOUS_TEXT = object()
 
 
-def sanitize_filename_part(text: str | None, replace_spaces: bool = True, *, rules: FilenameRules | None = None):
+def sanitize_filename_part(
+    text: str | None, replace_spaces: bool = True, *, rules: FilenameRules | None = None
+) -> str | None:
     """Make text usable inside a file name: bad characters become ``_``, length capped, no trailing dots."""
     if text is None:
         return None
