@@ -215,3 +215,34 @@ def warn_pending(cmd_opts: argparse.Namespace) -> list[str]:
     if used:
         log.warning("Accepted but not active yet (see docs/flags.md): %s", ", ".join(used))
     return used
+
+
+def flags_markdown() -> str:
+    """docs/flags.md: every flag, its default and its status (a test keeps the file in sync)."""
+    lines = [
+        "# Command-line flags",
+        "",
+        "Every flag of A1111 v1.10 is accepted with its name and default, so existing launch scripts keep working.",
+        "**active**: acts as in A1111 (or safer); **no-op**: does nothing in A1111 either; **pending**: accepted but",
+        "not acted on yet — using it prints one warning line at start.",
+        "Regenerate with `python -c \"from modules import cmd_args; print(cmd_args.flags_markdown())\" > docs/flags.md`.",
+        "",
+        "| flag | default | status | meaning |",
+        "|---|---|---|---|",
+    ]
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        name = max(action.option_strings, key=len)
+        default = action.default
+        if isinstance(default, str) and os.path.isabs(default):
+            for root, label in ((models_path, "models"), (data_path, "."), (script_path, ".")):
+                if default == root or default.startswith(root + os.sep):
+                    default = os.path.normpath(os.path.join(label, os.path.relpath(default, root)))
+                    break
+        help_text = "" if action.help in (None, argparse.SUPPRESS) else action.help
+        status = flag_status(action.dest)
+        if status == "pending" and action.dest in PENDING_REASON:
+            status += f" ({PENDING_REASON[action.dest]})"
+        lines.append(f"| `{name}` | `{default}` | {status} | {help_text} |")
+    return "\n".join(lines) + "\n"
