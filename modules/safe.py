@@ -7,8 +7,9 @@ Two independent gates, both always on unless the user passes --disable-safe-unpi
    list (or approved by an extension's handler). The check walks the pickle with a restricted unpickler whose
    globals and persistent ids all resolve to an inert placeholder, so nothing from the file -- not even an
    allowed function -- is called to find out what it is. Legacy (non-zip) pickles are refused.
-2. The real load, always `torch.load(..., weights_only=True)`, with the extra A1111-allowed globals (old numpy
-   names, Lightning's ModelCheckpoint as an inert stand-in) registered for that call only.
+2. The real load, always `torch.load(..., weights_only=True)`. The globals A1111 allows beyond torch's own list
+   (old numpy names, Lightning's ModelCheckpoint as an inert stand-in) are registered with torch once, process
+   wide; globals an extension's handler approved are registered only around that one load.
 
 `install_torch_load_guard()` routes `torch.load` calls from extension code through the same two gates.
 """
@@ -22,6 +23,7 @@ import logging
 import os
 import pickle
 import re
+import threading
 import zipfile
 from collections.abc import Callable, Iterator
 from typing import IO, Any
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 ExtraHandler = Callable[[str, str], Any]
 FileSource = str | os.PathLike | IO[bytes]
 
-# A1111's member pattern (its unescaped "." in ".data" kept), plus the two plain-text records torch >= 2.4 writes
+# A1111's member pattern (its unescaped "." in ".data" kept), plus two plain-text records newer torch writes
 # (".format_version", ".storage_alignment"); without them every file saved by current torch would be refused.
 ALLOWED_ZIP_MEMBER = re.compile(
     r"^([^/]+)/((data/\d+)|version|byteorder|.data/serialization_id|\.format_version|\.storage_alignment|(data\.pkl))$"
@@ -104,7 +106,7 @@ def _numpy_dtype_classes() -> list[type]:
     ]
 
 
-def _torch_safe_globals() -> list[Any]:
+def _a1111_torch_globals() -> list[Any]:
     """What torch's weights-only loader must additionally accept for files that pass A1111's list."""
     multiarray = np._core.multiarray
     return [
@@ -122,6 +124,12 @@ def _torch_safe_globals() -> list[Any]:
 
 # The original torch.load, also when this module is re-imported after the guard was installed.
 _torch_load: Callable[..., Any] = getattr(torch.load, "__wrapped__", torch.load)
+
+_registration_lock = threading.Lock()
+_registered_globals: frozenset[Any] = frozenset()
+# torch keeps its allowed-globals set process wide; loads with extension-approved globals take turns so one
+# load's exit does not withdraw another's
+_extension_globals_lock = threading.Lock()
 
 _extra_handlers: contextvars.ContextVar[tuple[ExtraHandler, ...]] = contextvars.ContextVar(
     "safe_extra_handlers", default=()
@@ -273,9 +281,29 @@ def _torch_refusal_reason(error: Exception) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+def _register_a1111_globals() -> frozenset[Any]:
+    global _registered_globals
+    with _registration_lock:
+        if not _registered_globals:
+            _registered_globals = frozenset(_a1111_torch_globals())
+            torch.serialization.add_safe_globals(list(_registered_globals))
+        return _registered_globals
+
+
+@contextlib.contextmanager
+def _extension_globals(extras: list[tuple[Any, str]]) -> Iterator[None]:
+    registered = _register_a1111_globals()
+    extras = [extra for extra in dict.fromkeys(extras) if extra not in registered]
+    if not extras:
+        yield
+        return
+    with _extension_globals_lock, torch.serialization.safe_globals(extras):
+        yield
+
+
 def _weights_only_load(source: FileSource, extras: list[tuple[Any, str]], *args: Any, **kwargs: Any) -> Any:
     name = _display_name(source)
-    with torch.serialization.safe_globals(_torch_safe_globals() + extras):
+    with _extension_globals(extras):
         try:
             return _torch_load(source, *args, weights_only=True, **kwargs)
         except pickle.UnpicklingError as e:
@@ -287,7 +315,7 @@ def _weights_only_load(source: FileSource, extras: list[tuple[Any, str]], *args:
         except FileNotFoundError as e:
             raise NotFoundError(f"{name}: file not found") from e
         except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as e:
-            raise UnsafeFileError(f"{name}: could not be read, it may be damaged or truncated ({e})") from e
+            raise UnsafeFileError(f"{name}: could not be loaded ({type(e).__name__}: {e})") from e
 
 
 def load(filename: FileSource, map_location: Any = None, *, allow_unsafe: bool = False) -> Any:

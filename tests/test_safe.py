@@ -9,6 +9,7 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
 import types
 import zipfile
 from collections import OrderedDict
@@ -279,6 +280,13 @@ def test_everything_on_a1111s_allow_list_loads(tmp_path, monkeypatch):
     assert loaded["checkpoint"].state == {"best_model_score": 0.5}  # an inert stand-in, not Lightning's class
     _assert_same_tensors(model_files.read_state_dict(path), _state_dict())
 
+    # a handler approving a global A1111 already allows must not withdraw it from later loads
+    def scalar_handler(module, name):
+        return np._core.multiarray.scalar if (module, name) == ("numpy.core.multiarray", "scalar") else None
+
+    assert safe.load_with_extra(path, scalar_handler)["global_step"] == 840000
+    assert safe.load(path)["global_step"] == 840000
+
 
 class ExtensionConfig:
     """A class an extension stores in its own .pt files."""
@@ -314,6 +322,31 @@ def test_extension_globals_need_a_handler(tmp_path):
             assert safe.load(path)["config"].rank == 8
     with pytest.raises(UnsafeFileError):
         safe.load(path)  # the block is over
+
+
+def test_concurrent_loads_with_and_without_extension_globals(tmp_path):
+    extension = _extension_file(tmp_path)
+    plain = tmp_path / "plain.ckpt"
+    torch.save(_state_dict(), plain)
+    errors = []
+
+    def work(index):
+        try:
+            for _ in range(10):
+                if index % 2:
+                    with safe.Extra(_handler):
+                        assert safe.load(extension)["config"].rank == 8
+                else:
+                    _assert_same_tensors(safe.load(plain), _state_dict())
+        except Exception as e:  # collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
 
 
 def test_handler_does_not_open_other_globals(tmp_path, marker):
