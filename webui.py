@@ -37,8 +37,7 @@ def initialize() -> None:
     cmd_args.warn_pending(cmd_opts)
     devices.configure(cmd_opts)
     shared.refresh_device()
-    if not cmd_opts.disable_safe_unpickle:
-        safe.install_torch_load_guard()
+    safe.install_torch_load_guard(allow_unsafe=cmd_opts.disable_safe_unpickle)
     images_naming.filename_rules = images_naming.FilenameRules(cmd_opts.filenames_max_length,
                                                               cmd_opts.unix_filenames_sanitization)
     shared.prompt_styles = styles.StyleDatabase(cmd_opts.styles_file or [os.path.join(paths_internal.data_path,

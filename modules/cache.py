@@ -163,7 +163,9 @@ def get_cache() -> Cache:
     global _default
     with _default_lock:
         if _default is None:
-            _default = Cache(os.environ.get(ENV_CACHE_FILE) or "cache.json")
+            from modules.paths_internal import data_path
+
+            _default = Cache(os.environ.get(ENV_CACHE_FILE) or os.path.join(data_path, "cache.json"))
         return _default
 
 

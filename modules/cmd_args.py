@@ -167,23 +167,46 @@ add("--skip-version-check", action="store_true")
 
 # Flags that act. Everything not listed here or in NOOP is "pending".
 ACTIVE = {
-    "data_dir", "models_dir", "ckpt", "ckpt_dir", "vae_dir", "embeddings_dir", "lora_dir", "lyco_dir_backcompat",
-    "ui_settings_file", "port", "listen", "server_name", "autolaunch", "no_half", "no_half_vae", "precision",
-    "upcast_sampling", "use_cpu", "device_id", "skip_torch_cuda_test", "disable_nan_check", "xformers",
+    "f", "data_dir", "models_dir", "ckpt", "ckpt_dir", "vae_dir", "embeddings_dir", "lora_dir", "lyco_dir_backcompat",
+    "ui_settings_file", "styles_file", "port", "listen", "server_name", "autolaunch", "no_half", "no_half_vae",
+    "precision", "upcast_sampling", "use_cpu", "device_id", "skip_torch_cuda_test", "disable_nan_check", "xformers",
     "force_enable_xformers", "xformers_flash_attention", "opt_split_attention", "opt_sub_quad_attention",
     "opt_split_attention_invokeai", "opt_split_attention_v1", "opt_sdp_attention", "opt_sdp_no_mem_attention",
     "disable_opt_split_attention", "medvram", "medvram_sdxl", "lowvram", "config", "disable_safe_unpickle",
     "no_hashing", "no_download_sd_model", "vae_path", "loglevel", "skip_prepare_environment", "skip_install",
     "reinstall_torch", "reinstall_xformers", "exit", "do_not_download_clip", "filenames_max_length",
-    "unix_filenames_sanitization", "no_prompt_history", "loglevel",
+    "unix_filenames_sanitization", "no_prompt_history", "test_server", "skip_python_version_check",
+    "freeze_settings", "freeze_specific_settings", "nowebui", "skip_load_model_at_start", "ui_debug_mode",
+    "timeout_keep_alive", "tls_keyfile", "tls_certfile", "subpath", "gradio_allowed_path",
 }
 NOOP = {
     "max_batch_count", "always_batch_cond_uncond", "unload_gfpgan", "deepdanbooru", "show_negative_prompt",
     "gradio_img2img_tool", "gradio_inpaint_tool", "gradio_queue", "ngrok_region", "add_stop_route",
     "enable_console_prompts",
 }
-# dest → what the flag is waiting for (shown in the warning and in docs/flags.md)
+# dest → what the flag is waiting for (shown in docs/flags.md)
 PENDING_REASON: dict[str, str] = {}
+for _dest in ("api", "api_auth", "api_log", "api_server_stop", "cors_allow_origins", "cors_allow_origins_regex"):
+    PENDING_REASON[_dest] = "HTTP API"
+for _dest in ("share", "gradio_auth", "gradio_auth_path", "theme", "hide_ui_dir_config", "freeze_settings_in_sections",
+              "use_textbox_seed", "ui_config_file", "gradio_debug", "no_gradio_queue", "ngrok", "ngrok_options",
+              "localizations_dir", "disable_tls_verify"):
+    PENDING_REASON[_dest] = "web UI"
+for _dest in ("enable_insecure_extension_access", "disable_all_extensions", "disable_extra_extensions",
+              "update_all_extensions"):
+    PENDING_REASON[_dest] = "extensions"
+for _dest in ("esrgan_models_path", "realesrgan_models_path", "dat_models_path", "swinir_models_path",
+              "scunet_models_path", "ldsr_models_path", "bsrgan_models_path"):
+    PENDING_REASON[_dest] = "upscalers"
+for _dest in ("hypernetwork_dir",):
+    PENDING_REASON[_dest] = "hypernetworks"
+for _dest in ("gfpgan_dir", "gfpgan_model", "gfpgan_models_path", "codeformer_models_path"):
+    PENDING_REASON[_dest] = "face restoration is not provided"
+for _dest in ("textual_inversion_templates_dir", "clip_models_path"):
+    PENDING_REASON[_dest] = "training/interrogation are not provided"
+for _dest in ("lowram", "opt_channelslast", "disable_model_loading_ram_optimization", "use_ipex",
+              "sub_quad_q_chunk_size", "sub_quad_kv_chunk_size", "sub_quad_chunk_threshold", "upcast_attn"):
+    PENDING_REASON[_dest] = "performance work"
 
 
 def flag_status(dest: str) -> str:

@@ -122,11 +122,12 @@ class StableDiffusionModel(torch.nn.Module):
         z = encoder_posterior.mode() if hasattr(encoder_posterior, "mode") else encoder_posterior
         return z * self.scale_factor
 
-    def to_devices(self) -> StableDiffusionModel:
-        """Move every part to the configured device and dtypes (VAE dtype separately)."""
-        self.unet.to(devices.device, devices.dtype_unet)
-        self.cond_stage_model.to(devices.device, devices.dtype)
-        self.first_stage_model.to(devices.device, devices.dtype_vae)
+    def to_devices(self, move: bool = True) -> StableDiffusionModel:
+        """Cast every part to its configured dtype (VAE separately) and, unless offloading, move it to the device."""
+        target = devices.device if move else devices.cpu
+        self.unet.to(target, devices.dtype_unet)
+        self.cond_stage_model.to(target, devices.dtype)
+        self.first_stage_model.to(target, devices.dtype_vae)
         self.alphas_cumprod = self.alphas_cumprod.to(devices.device)
         return self
 

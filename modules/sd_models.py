@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from modules import devices, hashes, model_files, paths, shared
+from modules import attention, devices, hashes, lowvram, model_files, paths, shared
 from modules.errors import NotFoundError, UserError
 
 log = logging.getLogger(__name__)
@@ -89,12 +89,15 @@ class CheckpointInfo:
         if self.shorthash == shorthash:
             return shorthash
         self.shorthash = shorthash
-        if self.title in checkpoints_list:
-            checkpoints_list.pop(self.title)
+        old_title = self.title
         self.title = f"{self.name} [{self.shorthash}]"
         self.short_title = f"{self.name_for_extra} [{self.shorthash}]"
         self.ids += [self.shorthash, self.sha256, f"{self.name} [{self.shorthash}]",
                      f"{self.name_for_extra} [{self.shorthash}]"]
+        # Re-key under the new title without moving the entry in the list.
+        items = [(self.title if k == old_title else k, v) for k, v in checkpoints_list.items()]
+        checkpoints_list.clear()
+        checkpoints_list.update(items)
         self.register()
         return self.shorthash
 
@@ -214,7 +217,7 @@ model_data = ModelData()
 
 
 def read_state_dict(checkpoint_file: str) -> dict[str, torch.Tensor]:
-    return model_files.read_state_dict(checkpoint_file, device="cpu")
+    return model_files.read_state_dict(checkpoint_file, device="cpu", allow_unsafe=shared.cmd_opts.disable_safe_unpickle)
 
 
 def _build(info: CheckpointInfo, state_dict: dict[str, torch.Tensor]):
@@ -251,7 +254,7 @@ def is_v_prediction_sd2(unet, spec) -> bool:
 
 def load_model(checkpoint_info: CheckpointInfo | None = None) -> Any:
     """Load a checkpoint (or reuse it if already loaded), make it current, keep at most sd_checkpoints_limit."""
-    from modules import sd_vae, script_callbacks
+    from modules import script_callbacks, sd_vae
 
     checkpoint_info = checkpoint_info or select_checkpoint()
     with model_data.lock:
@@ -272,7 +275,11 @@ def load_model(checkpoint_info: CheckpointInfo | None = None) -> Any:
         model.sd_model_checkpoint = checkpoint_info.filename
         model.sd_model_hash = checkpoint_info.shorthash or checkpoint_info.hash
         model.base_vae_state = {k: v for k, v in model.first_stage_model.state_dict().items()}
-        model.to_devices()
+        offload = lowvram.wanted(shared.cmd_opts, model)
+        model.to_devices(move=offload is None)
+        if offload:
+            lowvram.setup(model, offload == "lowvram")
+        attention.apply(model)
         t_build = time.perf_counter()
 
         _free_room_for_one()

@@ -94,7 +94,7 @@ def _setting_file(setting: str) -> str | None:
 
 def load_vae_dict(filename: str) -> dict[str, torch.Tensor]:
     """A VAE file's tensors in LDM layout (prefix stripped; EMA and loss weights dropped)."""
-    sd = model_files.read_state_dict(filename, device="cpu")
+    sd = model_files.read_state_dict(filename, device="cpu", allow_unsafe=shared.cmd_opts.disable_safe_unpickle)
     prefix = "first_stage_model."
     if any(k.startswith(prefix) for k in sd):
         sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
