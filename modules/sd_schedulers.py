@@ -133,7 +133,7 @@ schedulers = [
 schedulers_map = {**{x.name: x for x in schedulers}, **{x.label: x for x in schedulers}}
 
 
-def option(opts: Any, key: str, default: Any) -> Any:
+def _option(opts: Any, key: str, default: Any) -> Any:
     """Read an option from a mapping or an object with attributes (None means all defaults)."""
     if opts is None:
         return default
@@ -171,7 +171,7 @@ def build_sigmas(
     extra: dict[str, Any] = {}
 
     discard = bool(sampler_options.get("discard_next_to_last_sigma", False))
-    if option(opts, "always_discard_next_to_last_sigma", False) and not discard:
+    if _option(opts, "always_discard_next_to_last_sigma", False) and not discard:
         discard = True
         extra["Discard penultimate sigma"] = True
     n = steps + 1 if discard else steps
@@ -184,7 +184,7 @@ def build_sigmas(
         log.warning("Unknown schedule type %r; using the model's uniform schedule", scheduler_name)
 
     m_sigma_min, m_sigma_max = model_wrap.sigmas[0].item(), model_wrap.sigmas[-1].item()
-    if option(opts, "use_old_karras_scheduler_sigmas", False):
+    if _option(opts, "use_old_karras_scheduler_sigmas", False):
         sigma_min, sigma_max = 0.1, 10.0
     else:
         sigma_min, sigma_max = m_sigma_min, m_sigma_max
@@ -201,17 +201,17 @@ def build_sigmas(
         elif is_hr_pass and found.label != first_pass_schedule_type:
             extra["Hires schedule type"] = found.label
 
-        opt_sigma_min = option(opts, "sigma_min", 0.0)
+        opt_sigma_min = _option(opts, "sigma_min", 0.0)
         if opt_sigma_min != 0 and opt_sigma_min != m_sigma_min:
             kwargs["sigma_min"] = opt_sigma_min
             extra["Schedule min sigma"] = opt_sigma_min
 
-        opt_sigma_max = option(opts, "sigma_max", 0.0)
+        opt_sigma_max = _option(opts, "sigma_max", 0.0)
         if opt_sigma_max != 0 and opt_sigma_max != m_sigma_max:
             kwargs["sigma_max"] = opt_sigma_max
             extra["Schedule max sigma"] = opt_sigma_max
 
-        opt_rho = option(opts, "rho", 0.0)
+        opt_rho = _option(opts, "rho", 0.0)
         if found.default_rho != -1 and opt_rho != 0 and opt_rho != found.default_rho:
             kwargs["rho"] = opt_rho
             extra["Schedule rho"] = opt_rho
@@ -219,7 +219,7 @@ def build_sigmas(
         if found.need_inner_model:
             kwargs["inner_model"] = model_wrap
 
-        alpha, beta = option(opts, "beta_dist_alpha", 0.6), option(opts, "beta_dist_beta", 0.6)
+        alpha, beta = _option(opts, "beta_dist_alpha", 0.6), _option(opts, "beta_dist_beta", 0.6)
         if found.label == "Beta":
             extra["Beta schedule alpha"] = alpha
             extra["Beta schedule beta"] = beta
@@ -257,10 +257,10 @@ def apply_alpha_schedule_override(alphas_cumprod: torch.Tensor, opts: Any = None
     `sd_noise_schedule == "Zero Terminal SNR"` rescales it with `rescale_zero_terminal_snr_abar`.
     """
     extra: dict[str, Any] = {}
-    if option(opts, "use_downcasted_alpha_bar", False):
+    if _option(opts, "use_downcasted_alpha_bar", False):
         extra["Downcast alphas_cumprod"] = True
         alphas_cumprod = alphas_cumprod.half()
-    noise_schedule = option(opts, "sd_noise_schedule", "Default")
+    noise_schedule = _option(opts, "sd_noise_schedule", "Default")
     if noise_schedule == "Zero Terminal SNR":
         extra["Noise Schedule"] = noise_schedule
         alphas_cumprod = rescale_zero_terminal_snr_abar(alphas_cumprod)
