@@ -22,7 +22,7 @@ import piexif
 import piexif.helper
 from PIL import Image, PngImagePlugin
 
-from modules import sampler_facts
+from modules import sd_samplers
 from modules.errors import UserError
 from modules.images_grid import (  # noqa: F401  (A1111 names)
     GridAnnotation,
@@ -40,6 +40,7 @@ from modules.images_naming import (  # noqa: F401  (A1111 names)
     get_sampler_scheduler,
     sanitize_filename_part,
 )
+from modules.options import current_opts
 
 log = logging.getLogger(__name__)
 
@@ -187,12 +188,13 @@ def save_image_with_geninfo(
     existing_pnginfo: dict[str, Any] | None = None,
     pnginfo_section_name: str = "parameters",
     *,
-    opts: Any,
+    opts: Any = None,
 ) -> None:
     """Write `image` to `filename` with `geninfo` (PNG text chunk, EXIF UserComment or GIF comment), atomically.
 
     `extension` (default: the file's) picks the format. Other PNG text chunks in `existing_pnginfo` are kept.
     """
+    opts = opts if opts is not None else current_opts()
     if extension is None:
         extension = os.path.splitext(filename)[1]
     image_format_for(extension)
@@ -235,7 +237,7 @@ def save_image(
     suffix: str = "",
     save_to_dirs: bool | None = None,
     *,
-    opts: Any,
+    opts: Any = None,
     styles: Any = None,
     now: datetime.datetime | None = None,
     rules: FilenameRules | None = None,
@@ -247,6 +249,7 @@ def save_image(
     Files appear atomically; errors writing them raise `ImageSaveError` and leave no partial file.
     `styles`, `now` and `rules` feed the `FilenameGenerator`.
     """
+    opts = opts if opts is not None else current_opts()
     namegen = FilenameGenerator(p, seed, prompt, image, opts=opts, styles=styles, now=now, rules=rules)
 
     # JPEG and WebP cannot hold images this large; PNG can.
@@ -388,7 +391,7 @@ def _save_downscaled_jpeg(
 def _novelai_infotext(image: Image.Image, items: dict[str, Any]) -> str | None:
     try:
         json_info = json.loads(items["Comment"])
-        sampler = sampler_facts.samplers_map.get(json_info["sampler"], "Euler a")
+        sampler = sd_samplers.samplers_map.get(json_info["sampler"], "Euler a")
         return (
             f"{items['Description']}\n"
             f"Negative prompt: {json_info['uc']}\n"

@@ -9,6 +9,8 @@ from typing import Any
 
 from PIL import Image, ImageColor, ImageDraw, ImageFont
 
+from modules.options import current_opts
+
 log = logging.getLogger(__name__)
 
 
@@ -31,8 +33,9 @@ def grid_layout(n: int, batch_size: int = 1, rows: int | None = None, *, opts: A
     return rows, math.ceil(n / rows)
 
 
-def image_grid(imgs: Sequence[Image.Image], batch_size: int = 1, rows: int | None = None, *, opts: Any) -> Image.Image:
+def image_grid(imgs: Sequence[Image.Image], batch_size: int = 1, rows: int | None = None, *, opts: Any = None) -> Image.Image:
     """Paste images into a grid (cells as large as the largest image, smaller ones centred)."""
+    opts = opts if opts is not None else current_opts()
     rows, cols = grid_layout(len(imgs), batch_size, rows, opts=opts)
 
     w = max(img.width for img in imgs)
@@ -90,9 +93,10 @@ def draw_grid_annotations(
     ver_texts: Sequence[Sequence[GridAnnotation]],
     margin: int = 0,
     *,
-    opts: Any,
+    opts: Any = None,
 ) -> Image.Image:
     """Add column labels above and row labels left of a grid of `width` x `height` cells."""
+    opts = opts if opts is not None else current_opts()
     color_active = ImageColor.getcolor(opts.grid_text_active_color, "RGB")
     color_inactive = ImageColor.getcolor(opts.grid_text_inactive_color, "RGB")
     color_background = ImageColor.getcolor(opts.grid_background_color, "RGB")
@@ -164,9 +168,10 @@ def draw_grid_annotations(
 
 
 def draw_prompt_matrix(
-    im: Image.Image, width: int, height: int, all_prompts: Sequence[str], margin: int = 0, *, opts: Any
+    im: Image.Image, width: int, height: int, all_prompts: Sequence[str], margin: int = 0, *, opts: Any = None
 ) -> Image.Image:
     """Label a prompt-matrix grid: the first half of the optional parts across, the rest down."""
+    opts = opts if opts is not None else current_opts()
     prompts = all_prompts[1:]
     boundary = math.ceil(len(prompts) / 2)
     prompts_horiz = prompts[:boundary]

@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from PIL import Image
 
-from modules import sampler_facts
+from modules import sd_samplers
+from modules.options import current_opts
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,8 @@ def sanitize_filename_part(
 def get_scheduler_str(sampler_name: str, scheduler_name: str) -> str:
     """The schedule type as a file name shows it; "Automatic" becomes the sampler's default."""
     if scheduler_name == "Automatic":
-        facts = sampler_facts.by_name.get(sampler_name)
-        scheduler_name = (facts.scheduler if facts else None) or "Automatic"
+        config = sd_samplers.all_samplers_map.get(sampler_name)
+        scheduler_name = (config.options.get("scheduler") if config else None) or "Automatic"
     return scheduler_name.capitalize()
 
 
@@ -161,11 +162,12 @@ class FilenameGenerator:
         zip: bool = False,
         basename: str = "",
         *,
-        opts: Any,
+        opts: Any = None,
         styles: Any = None,
         now: datetime.datetime | None = None,
         rules: FilenameRules | None = None,
     ):
+        opts = opts if opts is not None else current_opts()
         self.p = p
         self.seed = seed
         self.prompt = prompt

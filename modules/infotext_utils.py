@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from modules import errors, infotext_versions, sampler_facts
+from modules import errors, infotext_versions, sd_samplers
 from modules.infotext_paste import (  # noqa: F401  (A1111 names, importable from here)
     ParamBinding,
     PasteField,
@@ -28,6 +28,7 @@ from modules.infotext_paste import (  # noqa: F401  (A1111 names, importable fro
     registered_param_bindings,
     reset,
 )
+from modules.options import current_opts
 
 log = logging.getLogger(__name__)
 
@@ -321,8 +322,8 @@ def _uses_ensd(p: Any, opts: Any) -> bool:
         eta = getattr(sampler, "eta", None)
     if eta == 0:
         return False
-    facts = sampler_facts.by_name.get(p.sampler_name)
-    return facts is not None and facts.uses_ensd
+    config = sd_samplers.all_samplers_map.get(p.sampler_name)
+    return config is not None and bool(config.options.get("uses_ensd"))
 
 
 def create_infotext(
@@ -337,7 +338,7 @@ def create_infotext(
     index: int | None = None,
     all_negative_prompts: Sequence[str] | None = None,
     *,
-    opts: Any,
+    opts: Any = None,
     program_version: str,
     fp8: bool = False,
 ) -> str:
@@ -346,6 +347,7 @@ def create_infotext(
     `p` is a processing object (duck-typed); `fp8` says whether the model runs with FP8 weights.
     ``p.extra_generation_params`` values may be lists (one per image) or callables taking keyword arguments.
     """
+    opts = opts if opts is not None else current_opts()
     if use_main_prompt:
         index = 0
     elif index is None:

@@ -269,3 +269,10 @@ class Options:
         if expected is list and isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         return expected(value)
+
+
+def current_opts() -> Options:
+    """The application's settings, for surface functions that extensions call without an `opts` argument."""
+    from modules import shared
+
+    return shared.opts

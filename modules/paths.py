@@ -31,16 +31,9 @@ paths: dict[str, str] = {}
 
 
 def _register_k_diffusion() -> None:
-    try:
-        package = importlib.import_module("modules.k_diffusion")
-    except ModuleNotFoundError:
-        return
-    sys.modules.setdefault("k_diffusion", package)
+    sys.modules.setdefault("k_diffusion", importlib.import_module("modules.k_diffusion"))
     for name in ("sampling", "external", "utils"):
-        try:
-            sys.modules.setdefault(f"k_diffusion.{name}", importlib.import_module(f"modules.k_diffusion.{name}"))
-        except ModuleNotFoundError:
-            continue
+        sys.modules.setdefault(f"k_diffusion.{name}", importlib.import_module(f"modules.k_diffusion.{name}"))
 
 
 _register_k_diffusion()

@@ -36,3 +36,8 @@ sd_configs_path = configs_path
 sd_default_config = os.path.join(configs_path, "v1-inference.yaml")
 sd_model_file = os.path.join(script_path, "model.ckpt")
 default_sd_model_file = sd_model_file
+
+
+def data_relative(path: str) -> str:
+    """Settings hold folders relative to the data dir (outputs/..., log/images); absolute ones stay as they are."""
+    return os.path.join(data_path, path)

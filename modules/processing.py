@@ -16,7 +16,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import devices, images, infotext_utils, prompt_parser, rng, sd_models, sd_samplers, sd_vae, shared
+from modules import (
+    devices,
+    images,
+    infotext_utils,
+    paths_internal,
+    prompt_parser,
+    rng,
+    sd_models,
+    sd_samplers,
+    sd_schedulers,
+    sd_vae,
+    shared,
+)
 from modules.errors import UserError
 from modules.shared import opts, state
 
@@ -228,6 +240,7 @@ class StableDiffusionProcessing:
                 raise UserError(f"{name.capitalize()} must be between 8 and {MAX_SIDE} pixels (got {v}).")
         if self.batch_size < 1 or self.n_iter < 1:
             raise UserError("Batch size and batch count must be at least 1.")
+        self.sampler_name, self.scheduler = sd_samplers.resolve_sampler_and_scheduler(self.sampler_name, self.scheduler)
         for prompt in (self.prompt, self.negative_prompt):
             texts = prompt if isinstance(prompt, list) else [prompt]
             if any(len(t or "") > MAX_PROMPT_CHARS for t in texts):
@@ -549,7 +562,14 @@ def process_images(p: StableDiffusionProcessing) -> Processed:
         p.sd_model_hash = model.sd_model_hash
         p.sd_vae_name, p.sd_vae_hash = sd_vae.vae_name_and_hash(model)
         rng.set_default_settings(rng_settings())
-        return process_images_inner(p)
+        original_alphas = model.alphas_cumprod
+        alphas, extra = sd_schedulers.apply_alpha_schedule_override(original_alphas, opts)
+        p.extra_generation_params.update(extra)
+        model.alphas_cumprod = alphas.to(original_alphas.device)
+        try:
+            return process_images_inner(p)
+        finally:
+            model.alphas_cumprod = original_alphas
     finally:
         if p.override_settings_restore_afterwards:
             restore_settings(stored)
@@ -581,6 +601,8 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
         p.outpath_samples = opts.outdir_samples or opts.outdir_txt2img_samples
     if p.outpath_grids is None:
         p.outpath_grids = opts.outdir_grids or opts.outdir_txt2img_grids
+    p.outpath_samples = paths_internal.data_relative(p.outpath_samples)
+    p.outpath_grids = paths_internal.data_relative(p.outpath_grids)
 
     p.setup_prompts()
     n_images = len(p.all_prompts)

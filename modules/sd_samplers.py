@@ -45,7 +45,7 @@ class SamplerConstructor:
 
         # k-diffusion functions go by name (extensions compare `sampler.funcname`); the web UI's own by object.
         in_k_diffusion = self.module == "modules.k_diffusion.sampling"
-        return KDiffusionSampler(self.funcname if in_k_diffusion else self.function(), model)
+        return KDiffusionSampler(self.funcname if in_k_diffusion else self.function(), model, self.denoiser)
 
 
 class SamplerData(NamedTuple):
@@ -253,3 +253,22 @@ def fix_p_invalid_sampler_and_scheduler(p: Any) -> None:
             i_scheduler,
             p.scheduler,
         )
+
+
+def resolve_sampler_and_scheduler(sampler_name: str | None, scheduler_name: str | None) -> tuple[str, str]:
+    """Strict version of get_sampler_and_scheduler for requests: an unknown sampler (after splitting a legacy
+    "X Karras" name) is a NotFoundError listing the valid names instead of a silent fallback."""
+    if sampler_name:
+        base = sampler_name
+        for scheduler in sd_schedulers.schedulers:
+            for option in [scheduler.label, scheduler.name, *(scheduler.aliases or [])]:
+                if base.lower().endswith(" " + option.lower()) and find_sampler_config(base) is None:
+                    base = base[: -(len(option) + 1)]
+        require_sampler_config(base)
+    if scheduler_name and scheduler_name not in sd_schedulers.schedulers_map:
+        known = [s.label for s in sd_schedulers.schedulers]
+        lowered = {k.lower(): v.label for k, v in sd_schedulers.schedulers_map.items()}
+        if scheduler_name.lower() not in lowered:
+            raise NotFoundError(f"Schedule type {scheduler_name!r} not found. Use one of: {', '.join(known)}.")
+        scheduler_name = lowered[scheduler_name.lower()]
+    return get_sampler_and_scheduler(sampler_name, scheduler_name, convert_automatic=False)

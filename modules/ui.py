@@ -98,7 +98,7 @@ def create_txt2img_tab() -> None:
     with gr.Row(equal_height=False):
         with gr.Column(elem_id=f"{tab}_settings"):
             with gr.Row(elem_id=f"sampler_selection_{tab}"):
-                sampler_names = [s.name for s in sd_samplers.visible_samplers()]
+                sampler_names = sd_samplers.visible_sampler_names(opts.hide_samplers)
                 sampler = gr.Dropdown(label="Sampling method", elem_id=f"{tab}_sampling", choices=sampler_names,
                                       value=sampler_names[0] if sampler_names else None)
                 scheduler = gr.Dropdown(label="Schedule type", elem_id=f"{tab}_scheduler",

@@ -85,7 +85,9 @@ def test_default_location_from_environment_and_setter(tmp_path, monkeypatch, def
 def test_default_location_without_environment(monkeypatch, default_cache_restored):
     monkeypatch.delenv(cache_module.ENV_CACHE_FILE, raising=False)
     cache_module._default = None
-    assert cache_module.get_cache().path == "cache.json"
+    from modules.paths_internal import data_path
+
+    assert cache_module.get_cache().path == os.path.join(data_path, "cache.json")
 
 
 def test_cached_data_for_file(tmp_path):

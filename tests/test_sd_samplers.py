@@ -164,9 +164,10 @@ def fake_sampler_classes(monkeypatch):
     """Stand-ins for the integrator's sampler classes, which the table's constructors import lazily."""
 
     class Recorder:
-        def __init__(self, funcname, model):
+        def __init__(self, funcname, model, denoiser="compvis"):
             self.funcname = funcname
             self.model = model
+            self.denoiser = denoiser
 
     kdiffusion = types.ModuleType("modules.sd_samplers_kdiffusion")
     kdiffusion.KDiffusionSampler = type("KDiffusionSampler", (Recorder,), {})

@@ -1,0 +1,88 @@
+"""k-diffusion samplers (and Restart, LCM) over the σ-parameterised model wrapper."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from modules import sd_samplers_common, sd_schedulers
+from modules.k_diffusion.external import CompVisDenoiser, CompVisVDenoiser
+from modules.sd_samplers_cfg_denoiser import CFGDenoiser
+from modules.shared import opts
+
+
+def make_model_wrap(sd_model: Any, denoiser: str = "compvis") -> Any:
+    """σ-space view of the model: eps- or v-prediction from its parameterization; the LCM sub-schedule for LCM."""
+    if denoiser == "lcm":
+        from modules.sd_samplers_lcm import LCMCompVisDenoiser
+
+        return LCMCompVisDenoiser(sd_model)
+    cls = CompVisVDenoiser if sd_model.parameterization == "v" else CompVisDenoiser
+    return cls(sd_model, quantize=opts.enable_quantization)
+
+
+class KDiffusionSampler(sd_samplers_common.Sampler):
+    extra_params = ["s_churn", "s_tmin", "s_tmax", "s_noise"]
+
+    def __init__(self, funcname: Any, sd_model: Any, denoiser: str = "compvis"):
+        super().__init__(funcname)
+        self.model_wrap = make_model_wrap(sd_model, denoiser)
+        self.model_wrap_cfg = CFGDenoiser(self, self.model_wrap)
+
+    def get_sigmas(self, p: Any, steps: int) -> torch.Tensor:
+        first_pass_type = p.extra_generation_params.get("Schedule type") if p.is_hr_pass else None
+        schedule = sd_schedulers.build_sigmas(
+            steps, self.model_wrap, scheduler=p.scheduler, sampler_options=self.options, opts=opts,
+            is_sdxl=getattr(p.sd_model, "is_sdxl", False), is_hr_pass=p.is_hr_pass,
+            first_pass_schedule_type=first_pass_type, noise_scheduler_override=p.sampler_noise_scheduler_override,
+        )
+        p.extra_generation_params.update(schedule.extra_generation_params)
+        return schedule.sigmas
+
+    def sampler_kwargs(self, p: Any, x: torch.Tensor, sigmas: torch.Tensor, steps: int) -> dict[str, Any]:
+        kwargs = self.initialize(p)
+        params = self.function_parameters()
+        if "n" in params:
+            kwargs["n"] = steps
+        if "sigma_min" in params:
+            kwargs["sigma_min"] = self.model_wrap.sigmas[0].item()
+            kwargs["sigma_max"] = self.model_wrap.sigmas[-1].item()
+        if "sigmas" in params:
+            kwargs["sigmas"] = sigmas
+        if "noise_sampler" in params:
+            if self.options.get("brownian_noise", False):
+                kwargs["noise_sampler"] = self.brownian_noise_sampler(x, sigmas, p)
+            else:
+                kwargs["noise_sampler"] = self.image_noise_sampler(p)
+        if self.options.get("solver_type") == "heun":
+            kwargs["solver_type"] = "heun"
+        return kwargs
+
+    def run(self, p: Any, x: torch.Tensor, sigmas: torch.Tensor, steps: int, conditioning: Any,
+            unconditional_conditioning: Any, image_conditioning: Any) -> torch.Tensor:
+        kwargs = self.sampler_kwargs(p, x, sigmas, steps)
+        self.model_wrap_cfg.total_steps = len(sigmas) - 1
+        self.last_latent = x
+        self.sampler_extra_args = {
+            "cond": conditioning,
+            "image_cond": image_conditioning,
+            "uncond": unconditional_conditioning,
+            "cond_scale": p.cfg_scale,
+            "s_min_uncond": self.s_min_uncond,
+        }
+        return self.launch_sampling(steps, lambda: self.func(
+            self.model_wrap_cfg, x, extra_args=self.sampler_extra_args, disable=False, callback=self.callback_state,
+            **kwargs))
+
+    def sample(self, p: Any, x: torch.Tensor, conditioning: Any, unconditional_conditioning: Any,
+               steps: int | None = None, image_conditioning: Any = None) -> torch.Tensor:
+        """txt2img: start from noise scaled to the first sigma."""
+        steps = steps or p.steps
+        sigmas = self.get_sigmas(p, steps)
+        if opts.sgm_noise_multiplier:
+            p.extra_generation_params["SGM noise multiplier"] = True
+            x = x * torch.sqrt(1.0 + sigmas[0] ** 2.0)
+        else:
+            x = x * sigmas[0]
+        return self.run(p, x, sigmas, steps, conditioning, unconditional_conditioning, image_conditioning)
