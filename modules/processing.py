@@ -558,6 +558,7 @@ def process_images(p: StableDiffusionProcessing) -> Processed:
         model = shared.sd_model
         if model is None:
             raise UserError(sd_models.no_checkpoints_message())
+        p.clip_skip = int(opts.CLIP_stop_at_last_layers)  # after overrides: the value this job uses
         p.sd_model_name = model.sd_checkpoint_info.name_for_extra
         p.sd_model_hash = model.sd_model_hash
         p.sd_vae_name, p.sd_vae_hash = sd_vae.vae_name_and_hash(model)
