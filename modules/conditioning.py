@@ -31,7 +31,7 @@ import ftfy
 import torch
 from transformers import CLIPTokenizer
 
-from modules import prompt_parser, sd_emphasis
+from modules import prompt_parser, sd_emphasis, shared
 from modules.errors import UserError
 from modules.model_builder import text_model
 from modules.model_detection import TextEncoderSpec
@@ -86,8 +86,6 @@ class PromptChunk:
 
 
 def _literal_or_parsed(line: str, parse: bool) -> list[list]:
-    from modules import shared
-
     if not parse or shared.opts.emphasis == "None":
         return [[line, 1.0]]
     try:
@@ -114,8 +112,6 @@ def tokenize_line(
     `embedding_db` finds embeddings by token sequence; only those with vectors of `width` for
     `textual_inversion_key` are used (others stay text). `parse=False` takes the text literally.
     """
-    from modules import shared
-
     backtrack = int(shared.opts.comma_padding_backtrack)
     parsed = _literal_or_parsed(line, parse)
     tokenized = tokenize([text for text, _ in parsed], layout)
@@ -379,8 +375,6 @@ class Conditioner(torch.nn.Module):
 
     def clip_skip_for(self, encoder: TextEncoder) -> int | None:
         """SD1 follows the Clip skip setting; SDXL's CLIP-L only with `sdxl_clip_l_skip`; SD2 and OpenCLIP never."""
-        from modules import shared
-
         clip_skip = int(shared.opts.CLIP_stop_at_last_layers)
         if self.family == "sd1":
             return clip_skip
@@ -389,8 +383,6 @@ class Conditioner(torch.nn.Module):
         return None
 
     def forward(self, batch: Sequence[str]) -> torch.Tensor | dict[str, torch.Tensor]:
-        from modules import shared
-
         texts = list(batch)
         distinct = list(dict.fromkeys(texts))
         position = {text: i for i, text in enumerate(distinct)}
@@ -419,8 +411,6 @@ class Conditioner(torch.nn.Module):
         return {"crossattn": crossattn, "vector": vector}
 
     def size_embeddings(self, batch: Sequence[str], n: int) -> torch.Tensor:
-        from modules import shared
-
         width = getattr(batch, "width", 1024) or 1024
         height = getattr(batch, "height", 1024) or 1024
         crop = [shared.opts.sdxl_crop_top, shared.opts.sdxl_crop_left]
@@ -465,8 +455,6 @@ def infotext_params(
     still gets them. A1111's order is kept -- the prompts' embeddings before the negative prompts', later encoder
     calls first -- without A1111's repeats.
     """
-    from modules import shared
-
     cond_stage_model = getattr(model, "cond_stage_model", None)
     if not isinstance(cond_stage_model, Conditioner):
         return {}

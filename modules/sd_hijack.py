@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modules import conditioning, shared, textual_inversion
+from modules import conditioning, sd_models, shared, textual_inversion
 
 
 class StableDiffusionModelHijack:
@@ -21,14 +21,10 @@ class StableDiffusionModelHijack:
     @property
     def clip(self) -> Any:
         """The current model's text conditioner, or None when no model is loaded (never loads one)."""
-        from modules import sd_models
-
         return getattr(sd_models.model_data.sd_model, "cond_stage_model", None)
 
     def get_prompt_lengths(self, text: str) -> tuple[int, int]:
         """(tokens used, chunk limit) for one prompt text: A1111 shows them as "N/75", "N/150", ..."""
-        from modules import sd_models
-
         return conditioning.prompt_lengths(sd_models.model_data.sd_model, text)
 
     def clear_comments(self) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from modules import conditioning
+from modules import conditioning, hashes, model_files, safe, sd_models, shared
 from modules.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,6 @@ def create_embedding_from_data(
     embedding.shape = int(shape)
     embedding.vectors = int(vectors)
     if filepath:
-        from modules import hashes, shared
-
         embedding.filename = filepath
         sha = hashes.sha256(filepath, "textual_inversion/" + name, no_hashing=shared.cmd_opts.no_hashing)
         embedding.set_hash(sha or "")
@@ -109,8 +107,6 @@ def create_embedding_from_data(
 
 def read_embedding_file(path: str) -> Any:
     """A file's contents, loaded safely: safetensors, or pickles through the allow-list unpickler."""
-    from modules import model_files, safe, shared
-
     if path.lower().endswith(".safetensors"):
         return model_files.read_state_dict(path)
     return safe.load(path, map_location="cpu", allow_unsafe=shared.cmd_opts.disable_safe_unpickle)
@@ -130,8 +126,6 @@ class DirWithTextualInversionEmbeddings:
 
     def files(self) -> list[str]:
         """Embedding files under the folder, recursively, in a stable order (hidden ones per list_hidden_files)."""
-        from modules import shared
-
         hidden = bool(shared.opts.list_hidden_files)
         found = []
         for root, dirs, names in os.walk(self.path, followlinks=True):
@@ -153,9 +147,6 @@ class DirWithTextualInversionEmbeddings:
 
     def has_changed(self) -> bool:
         return self.scan() != self.signature
-
-    def update(self) -> None:
-        self.signature = self.scan()
 
 
 class EmbeddingDatabase:
@@ -297,8 +288,6 @@ class EmbeddingDatabase:
             self._report()
 
     def _report(self) -> None:
-        from modules import shared
-
         displayed = (tuple(self.word_embeddings), tuple(self.skipped_embeddings))
         if displayed == self.previously_displayed_embeddings:
             return
@@ -345,8 +334,6 @@ class EmbeddingDatabase:
 
 def _model_widths() -> list[tuple[str | None, int]] | None:
     """(textual_inversion_key, width) of each text encoder of the current model, without loading one."""
-    from modules import sd_models
-
     model = sd_models.model_data.sd_model
     encoders = getattr(getattr(model, "cond_stage_model", None), "encoders", None)
     if not encoders:

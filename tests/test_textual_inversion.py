@@ -75,6 +75,9 @@ def sha12(path) -> str:
 def test_every_format_loads(sd1, emb_dir):
     write_a1111(emb_dir / "a1111.pt", vectors(3, 1), step=120, sd_checkpoint="0123abcd", sd_checkpoint_name="tiny")
     torch.save({"<concept>": vectors(1, 2)[0]}, emb_dir / "concept.bin")  # diffusers: one 1-D vector
+    # the original implementation's files keep a ParameterDict
+    params = torch.nn.ParameterDict({"*": torch.nn.Parameter(vectors(2, 9))})
+    torch.save({"string_to_token": {"*": 265}, "string_to_param": params, "step": 7}, emb_dir / "original.pt")
     sub = emb_dir / "sub" / "deeper"
     sub.mkdir(parents=True)
     save_file({"emb_params": vectors(2, 3)}, sub / "kohya.safetensors")
@@ -88,6 +91,7 @@ def test_every_format_loads(sd1, emb_dir):
         "a1111": {"step": 120, "sd_checkpoint": "0123abcd", "sd_checkpoint_name": "tiny", "shape": 64, "vectors": 3},
         "concept": {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None, "shape": 64, "vectors": 1},
         "kohya": {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None, "shape": 64, "vectors": 2},
+        "original": {"step": 7, "sd_checkpoint": None, "sd_checkpoint_name": None, "shape": 64, "vectors": 2},
     }
     assert set(listing["skipped"]) == {"xl", "narrow"}
     assert listing["skipped"]["xl"]["shape"] == 128
@@ -98,6 +102,7 @@ def test_every_format_loads(sd1, emb_dir):
     )
     assert "clip_l 64 + clip_g 64" in db.skipped_embeddings["xl"].skip_reason
     assert torch.equal(db.word_embeddings["a1111"].vec, vectors(3, 1))
+    assert torch.equal(db.word_embeddings["original"].vec, vectors(2, 9))
     assert db.word_embeddings["kohya"].shorthash == sha12(sub / "kohya.safetensors")
     assert db.expected_shape == 64
 
