@@ -23,7 +23,7 @@ import logging
 import math
 import os
 from collections import namedtuple
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ import ftfy
 import torch
 from transformers import CLIPTokenizer
 
-from modules import prompt_parser, sd_emphasis, shared
+from modules import devices, prompt_parser, sd_emphasis, shared
 from modules.errors import UserError
 from modules.model_builder import text_model
 from modules.model_detection import TextEncoderSpec
@@ -292,7 +292,7 @@ class TextEncoder(torch.nn.Module):
                 handle.remove()
         return self.pick_layer(out, clip_skip), getattr(out, "text_embeds", None)
 
-    def _fixes_hook(self, fixes: list[list[PromptChunkFix]]):
+    def _fixes_hook(self, fixes: list[list[PromptChunkFix]]) -> Callable[..., torch.Tensor]:
         """A forward hook for the token embedding that puts each embedding's vectors after its offset."""
 
         def hook(module: torch.nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
@@ -438,6 +438,17 @@ class Conditioner(torch.nn.Module):
                     for fix in chunks[i].fixes:
                         used.setdefault(fix.embedding.name, fix.embedding)
         return list(used.values())
+
+
+def empty_prompt_conditioning(model: Any) -> torch.Tensor:
+    """The empty prompt's cross-attention conditioning [1, 77, dim].
+
+    A1111 computes it once when a model loads (no networks active, the clip skip of that moment); with
+    `pad_cond_uncond` the CFG denoiser pads the shorter of cond and uncond with it.
+    """
+    with torch.no_grad(), devices.autocast():
+        cond = model.get_learned_conditioning([""])
+    return cond["crossattn"] if isinstance(cond, dict) else cond
 
 
 def infotext_params(

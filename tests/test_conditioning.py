@@ -377,3 +377,23 @@ def test_infotext_emphasis(models, opts):
     assert conditioning.infotext_params(model, ["a"], ["[b]"], 20) == {"Emphasis": "No norm"}
     # schedules are expanded first: "[a:b:5]" never reaches the encoder with a bracket
     assert conditioning.infotext_params(model, ["[a:b:5]"], [""], 20) == {}
+
+
+# -- cond / uncond padding --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["sd1", "sdxl"])
+def test_empty_prompt_conditioning_pads_cond_and_uncond(models, key):
+    from modules.sd_samplers_cfg_denoiser import pad_to_tokens
+
+    model = models[key]
+    empty = model.cond_stage_model_empty_prompt
+    with torch.no_grad():
+        expected = model.get_learned_conditioning([""])
+        uncond = model.get_learned_conditioning(SdConditioning(["a cat"], width=64, height=64))
+    expected = expected["crossattn"] if key == "sdxl" else expected
+    uncond = uncond["crossattn"] if key == "sdxl" else uncond
+    assert torch.equal(empty, expected) and empty.shape == (1, 77, expected.shape[-1])
+    # pad_cond_uncond: a one-chunk uncond next to a two-chunk cond gets the empty prompt's chunk
+    padded = pad_to_tokens(uncond, 154, empty)
+    assert torch.equal(padded, torch.cat([uncond, empty], dim=1))
