@@ -307,22 +307,22 @@ BAD_PROMPTS = {
 def test_bad_prompts_are_read_like_a1111(models, name, caplog):
     model = models["sd1"]
     prompt = BAD_PROMPTS[name]
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: the bound holds on a busy machine too
     with torch.no_grad(), caplog.at_level(logging.WARNING):
         c = prompt_parser.get_multicond_learned_conditioning(model, [prompt], 20)
-    assert time.perf_counter() - start < 2
+    assert time.process_time() - start < 2
     assert c.batch[0][0].schedules[0].cond.shape[-1] == 64
     assert not caplog.records
 
 
 def test_a_100000_character_prompt(models):
     prompt = "masterpiece, (best quality:1.2), [detailed] " * 2300  # 101,200 characters
-    start = time.perf_counter()
+    start = time.process_time()
     with torch.no_grad():
         z = models["sd1"].get_learned_conditioning([prompt])
     tokens, limit = token_counter.count_tokens(prompt, 20)
     assert z.shape[1] == 77 * (limit // 75) and 6 * 2300 <= tokens <= limit
-    assert time.perf_counter() - start < 30
+    assert time.process_time() - start < 60  # 185 chunks, one encoder call each (as A1111)
 
 
 # -- token counter --------------------------------------------------------------------------------------------------
