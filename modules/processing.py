@@ -17,12 +17,14 @@ import torch
 from PIL import Image
 
 from modules import (
+    conditioning,
     devices,
     images,
     infotext_utils,
     paths_internal,
     prompt_parser,
     rng,
+    sd_hijack,
     sd_models,
     sd_samplers,
     sd_schedulers,
@@ -290,6 +292,10 @@ class StableDiffusionProcessing:
             self.height,
             opts.emphasis,
             opts.comma_padding_backtrack,
+            opts.sdxl_clip_l_skip,
+            opts.sdxl_refiner_low_aesthetic_score,
+            opts.sdxl_refiner_high_aesthetic_score,
+            sd_hijack.model_hijack.embedding_db.version,
         )
 
     def get_conds_with_caching(self, function, required_prompts, steps, caches, extra_network_data, hires_steps=None):
@@ -319,6 +325,8 @@ class StableDiffusionProcessing:
                                               caches_uc, self.extra_network_data)
         self.c = self.get_conds_with_caching(prompt_parser.get_multicond_learned_conditioning, prompts, total_steps,
                                              caches_c, self.extra_network_data)
+        self.extra_generation_params.update(conditioning.infotext_params(
+            self.sd_model, self.prompts, self.negative_prompts, total_steps, use_old_scheduling=opts.use_old_scheduling))
 
     def get_conds(self):
         return self.c, self.uc
@@ -605,6 +613,7 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
     p.outpath_samples = paths_internal.data_relative(p.outpath_samples)
     p.outpath_grids = paths_internal.data_relative(p.outpath_grids)
 
+    sd_hijack.model_hijack.clear_comments()
     p.setup_prompts()
     n_images = len(p.all_prompts)
     if isinstance(seed, list):
@@ -616,6 +625,8 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
     else:
         p.all_subseeds = [int(subseed) + x for x in range(n_images)]
     p.seed, p.subseed = p.all_seeds[0], p.all_subseeds[0]
+    if not p.do_not_reload_embeddings:
+        sd_hijack.model_hijack.embedding_db.load_textual_inversion_embeddings()
 
     if p.scripts is not None:
         p.scripts.process(p)
@@ -657,6 +668,9 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
                 p.scripts.process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
 
             p.setup_conds()
+            p.extra_generation_params.update(sd_hijack.model_hijack.extra_generation_params)
+            for comment in sd_hijack.model_hijack.comments:
+                p.comment(comment)
 
             if n == 0 and not shared.cmd_opts.no_prompt_history:
                 _write_params_txt(infotext())
