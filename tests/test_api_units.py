@@ -619,3 +619,49 @@ def test_extras_routes_call_run_extras_like_a1111(api_client, monkeypatch):
 
 def decode_b64_size(b64: str) -> tuple[int, int]:
     return Image.open(io.BytesIO(base64.b64decode(b64))).size
+
+
+# ---- middleware: error shape, timing, auth before CORS ----
+
+
+def test_error_shape_timing_and_cors_preflight_before_auth():
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from modules.api import middleware
+    from modules.errors import NotFoundError
+
+    app = FastAPI()
+
+    @app.get("/sdapi/v1/boom")
+    def boom():
+        raise RuntimeError("kaput")
+
+    @app.get("/sdapi/v1/missing")
+    def missing():
+        raise NotFoundError("Thing 'x' not found. Use one of: a, b.")
+
+    middleware.install(app, {"u": "p"}, log_requests=True)
+    middleware.setup_cors(app, SimpleNamespace(cors_allow_origins="https://ok.example", cors_allow_origins_regex=None))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.get("/sdapi/v1/boom", auth=("u", "p"))
+        assert r.status_code == 500 and float(r.headers["X-Process-Time"]) >= 0
+        assert r.json() == {"error": "RuntimeError", "detail": "kaput", "body": "", "errors": "kaput"}
+        r = client.get("/sdapi/v1/missing", auth=("u", "p"))
+        assert r.status_code == 404 and r.json()["error"] == "NotFoundError" and "Use one of" in r.json()["detail"]
+        assert client.get("/sdapi/v1/missing").status_code == 401
+        preflight = {"Origin": "https://ok.example", "Access-Control-Request-Method": "POST"}
+        r = client.options("/sdapi/v1/missing", headers=preflight)
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://ok.example"
+        r = client.options("/sdapi/v1/missing", headers={**preflight, "Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in r.headers
+
+
+def test_no_cors_without_the_flags():
+    from fastapi import FastAPI
+
+    from modules.api import middleware
+
+    app = FastAPI()
+    middleware.setup_cors(app, SimpleNamespace(cors_allow_origins=None, cors_allow_origins_regex=None))
+    assert app.user_middleware == []

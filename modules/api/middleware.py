@@ -78,7 +78,15 @@ class ApiMiddleware:
             )
             await response(scope, receive, send_with_time)
         else:
-            await self.app(scope, receive, send_with_time)
+            try:
+                await self.app(scope, receive, send_with_time)
+            except Exception as e:
+                # Unexpected errors are answered here, not by Starlette's outer handler, so they keep the header.
+                if status:
+                    raise
+                log.error("API error: %s %s", scope["method"], path, exc_info=e)
+                response = JSONResponse(error_body(type(e).__name__, str(e), str(e)), status_code=500)
+                await response(scope, receive, send_with_time)
 
         if self.log_requests and path.startswith("/sdapi/"):
             client = scope.get("client") or ("-", 0)
@@ -108,16 +116,10 @@ def _http_error(request: Request, e: HTTPException) -> JSONResponse:
     )
 
 
-def _unexpected_error(request: Request, e: Exception) -> JSONResponse:
-    log.error("API error: %s %s", request.method, request.url.path, exc_info=e)
-    return JSONResponse(error_body(type(e).__name__, str(e), str(e)), status_code=500)
-
-
 def install(app: FastAPI, creds: dict[str, str], log_requests: bool) -> None:
     """Error shape and the request middleware on `app` (call before the UI is mounted)."""
     app.add_exception_handler(UserError, _user_error)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(ApiMiddleware, creds=creds, log_requests=log_requests)
 
 
