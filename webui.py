@@ -76,6 +76,13 @@ def create_app(with_ui: bool = True):
     from modules import script_callbacks
 
     app = FastAPI(title="Stable Diffusion web UI", docs_url="/docs" if cmd_opts.api or not with_ui else None)
+    if cmd_opts.api or not with_ui:
+        from modules.api.api import Api
+
+        Api(app)
+    from modules.api import middleware
+
+    middleware.setup_cors(app, cmd_opts)
     demo = None
     if with_ui:
         import gradio as gr
@@ -121,7 +128,18 @@ def serve(app, port: int) -> None:
 
             webbrowser.open(url)
 
+    def watch_server_command() -> None:
+        """/sdapi/v1/server-stop and -restart ask through state.server_command; stop serving gracefully."""
+        from modules import shared
+
+        while not server.should_exit:
+            if shared.state.server_command in ("stop", "restart"):
+                log.info("Stopping the server (%s requested)", shared.state.server_command)
+                server.should_exit = True
+            time.sleep(0.25)
+
     threading.Thread(target=announce, daemon=True).start()
+    threading.Thread(target=watch_server_command, daemon=True).start()
     server.run()
 
 

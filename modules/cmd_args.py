@@ -177,7 +177,8 @@ ACTIVE = {
     "reinstall_torch", "reinstall_xformers", "exit", "do_not_download_clip", "filenames_max_length",
     "unix_filenames_sanitization", "no_prompt_history", "test_server", "skip_python_version_check",
     "freeze_settings", "freeze_specific_settings", "nowebui", "skip_load_model_at_start", "ui_debug_mode",
-    "timeout_keep_alive", "tls_keyfile", "tls_certfile", "subpath", "gradio_allowed_path",
+    "timeout_keep_alive", "tls_keyfile", "tls_certfile", "subpath", "gradio_allowed_path", "api", "api_auth",
+    "api_log", "api_server_stop", "cors_allow_origins", "cors_allow_origins_regex",
 }
 NOOP = {
     "max_batch_count", "always_batch_cond_uncond", "unload_gfpgan", "deepdanbooru", "show_negative_prompt",
@@ -186,8 +187,6 @@ NOOP = {
 }
 # dest → what the flag is waiting for (shown in docs/flags.md)
 PENDING_REASON: dict[str, str] = {}
-for _dest in ("api", "api_auth", "api_log", "api_server_stop", "cors_allow_origins", "cors_allow_origins_regex"):
-    PENDING_REASON[_dest] = "HTTP API"
 for _dest in ("share", "gradio_auth", "gradio_auth_path", "theme", "hide_ui_dir_config", "freeze_settings_in_sections",
               "use_textbox_seed", "ui_config_file", "gradio_debug", "no_gradio_queue", "ngrok", "ngrok_options",
               "localizations_dir", "disable_tls_verify"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import errno
+import io
 import json
 import logging
 import os
@@ -193,6 +194,17 @@ def save_image_with_geninfo(
         filename,
         lambda fp: _encode_image(image, geninfo, fp, extension, existing_pnginfo, pnginfo_section_name, opts),
     )
+
+
+def image_to_bytes(image: Image.Image, geninfo: str | None, extension: str, *, opts: Any = None) -> bytes:
+    """The image encoded as a file of the given format in memory, with `geninfo` stored as when saving (the
+    API returns images this way); the image's other PNG text chunks are kept."""
+    opts = opts if opts is not None else current_opts()
+    existing = {k: v for k, v in (image.info or {}).items() if isinstance(k, str) and isinstance(v, str)}
+    existing.pop("parameters", None)
+    buffer = io.BytesIO()
+    _encode_image(image, geninfo, buffer, extension, existing, "parameters", opts)
+    return buffer.getvalue()
 
 
 def save_text(filename: str, text: str) -> None:

@@ -531,17 +531,21 @@ def create_infotext(p, all_prompts, all_seeds, all_subseeds, comments=None, iter
 def apply_override_settings(overrides: dict[str, Any]) -> dict[str, Any]:
     """Apply per-job settings; returns the previous values. A checkpoint or VAE override loads it now."""
     stored: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if key not in opts.data_labels:
-            continue
-        stored[key] = opts.data.get(key)
-        if key == "sd_model_checkpoint":
-            info = sd_models.find_checkpoint(str(value))
-            sd_models.reload_model_weights(info=info)
-            continue
-        opts.data[key] = value
-        if key == "sd_vae":
-            sd_vae.reload_vae_weights()
+    try:
+        for key, value in overrides.items():
+            if key not in opts.data_labels:
+                continue
+            stored[key] = opts.data.get(key)
+            if key == "sd_model_checkpoint":
+                info = sd_models.find_checkpoint(str(value))
+                sd_models.reload_model_weights(info=info)
+                continue
+            opts.data[key] = value
+            if key == "sd_vae":
+                sd_vae.reload_vae_weights()
+    except BaseException:
+        restore_settings(stored)  # a failed override must not leave the earlier ones applied
+        raise
     return stored
 
 
@@ -562,6 +566,7 @@ def process_images(p: StableDiffusionProcessing) -> Processed:
     if p.scripts is not None:
         p.scripts.before_process(p)
     stored = apply_override_settings(p.override_settings)
+    p.clip_skip = int(opts.CLIP_stop_at_last_layers)  # an override may have changed it (infotext, Processed)
     try:
         model = shared.sd_model
         if model is None:
