@@ -177,7 +177,7 @@ ACTIVE = {
     "reinstall_torch", "reinstall_xformers", "exit", "do_not_download_clip", "filenames_max_length",
     "unix_filenames_sanitization", "no_prompt_history", "test_server", "skip_python_version_check",
     "freeze_settings", "freeze_specific_settings", "nowebui", "skip_load_model_at_start", "ui_debug_mode",
-    "timeout_keep_alive", "tls_keyfile", "tls_certfile", "subpath", "gradio_allowed_path",
+    "timeout_keep_alive", "tls_keyfile", "tls_certfile", "subpath", "gradio_allowed_path", "hypernetwork_dir",
 }
 NOOP = {
     "max_batch_count", "always_batch_cond_uncond", "unload_gfpgan", "deepdanbooru", "show_negative_prompt",
@@ -198,8 +198,6 @@ for _dest in ("enable_insecure_extension_access", "disable_all_extensions", "dis
 for _dest in ("esrgan_models_path", "realesrgan_models_path", "dat_models_path", "swinir_models_path",
               "scunet_models_path", "ldsr_models_path", "bsrgan_models_path"):
     PENDING_REASON[_dest] = "upscalers"
-for _dest in ("hypernetwork_dir",):
-    PENDING_REASON[_dest] = "hypernetworks"
 for _dest in ("gfpgan_dir", "gfpgan_model", "gfpgan_models_path", "codeformer_models_path"):
     PENDING_REASON[_dest] = "face restoration is not provided"
 for _dest in ("textual_inversion_templates_dir", "clip_models_path"):
