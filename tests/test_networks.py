@@ -658,3 +658,47 @@ def test_no_code_of_ours_runs_during_a_sampling_step(env):
     assert calls == []
     assert hooks == 0
     networks.load_networks([])
+
+
+def test_unet_only_sdxl_lora_without_metadata_is_recognised_by_its_shapes(env):
+    sdxl = use(env, "sdxl")
+    roles = ("linear", "conv1x1", "up_linear")
+    tensors, _ = nf.build(sdxl, {r: nf.SDXL_LAYERS[r] for r in roles}, "lora", seed=15)
+    nf.write("xl-unet-only", tensors)  # no metadata, no text encoder layers
+    model = use(env, "sd1")
+    before = snapshot(model)
+    p = fake_p()
+    activate(p, "<lora:xl-unet-only:1>")
+    assert_same(before, snapshot(model))
+    assert p.extra_generation_params["Lora skipped"] == "xl-unet-only (text width differs from the SD1 model)"
+
+
+def test_sd1_file_with_te1_prefix_is_applied(env):
+    model = use(env, "sd1")
+    tensors, deltas = nf.build(model, {"te_linear": nf.SD1_LAYERS["te_linear"]}, "lora", seed=16)
+    tensors = {k.replace("lora_te_", "lora_te1_"): v for k, v in tensors.items()}
+    nf.write("te1-sd1", tensors, {"ss_v2": "False"})
+    library.list_available_networks()
+    base = originals(model, deltas)
+    report = networks.load_networks(["te1-sd1"])
+    assert not report.skipped
+    check_applied(model, deltas, base, 1.0, 1.0, "sd1-te1-prefix")
+    networks.load_networks([])
+
+
+def test_inpainting_input_conv_gets_a_zero_padded_change(env):
+    model = sd_models.load_model(sd_models.find_checkpoint(env["sd1_inpaint"].name))
+    conv_in = model.unet.conv_in
+    w0 = conv_in.weight.detach().clone()
+    assert w0.shape[1] == 9
+    g = torch.Generator().manual_seed(17)
+    down = torch.randn(nf.RANK, 4, 3, 3, generator=g)
+    up = torch.randn(w0.shape[0], nf.RANK, 1, 1, generator=g)
+    nf.write("conv-in", {"lora_unet_conv_in.lora_down.weight": down, "lora_unet_conv_in.lora_up.weight": up})
+    library.list_available_networks()
+    networks.load_networks(["conv-in"], [1.0], [0.5])
+    delta = torch.einsum("or,rikl->oikl", up.reshape(-1, nf.RANK), down)
+    assert (conv_in.weight[:, :4] - (w0[:, :4] + 0.5 * delta)).abs().max() < TOLERANCE
+    assert torch.equal(conv_in.weight[:, 4:], w0[:, 4:])  # mask and masked-image channels untouched
+    networks.load_networks([])
+    assert torch.equal(conv_in.weight, w0)

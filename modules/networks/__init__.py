@@ -66,12 +66,19 @@ def _compatibility_problem(net: Network, model) -> tuple[str, str] | None:
             f"{net.base_version.name} network, {version.name} model",
             f"it was made for {net.base_version.name} models and the loaded model is {version.name}; it is not applied",
         )
-    layer_map = patcher_for(model).layer_map
-    if net.modules and len(net.bind(layer_map).unmatched) == len(net.modules):
+    binding = net.bind(patcher_for(model).layer_map)
+    if net.modules and len(binding.targets) == len(binding.failed):
         return (
-            f"no layer matches the {version.name} model",
-            f"none of its {len(net.modules)} layers names a module of the loaded {version.name} model; "
-            "it is not applied",
+            f"no layer fits the {version.name} model",
+            f"none of its {len(net.modules)} layers names a module of the loaded {version.name} model with its "
+            "shape; it is not applied",
+        )
+    cross = [key for key in binding.targets if key.endswith((".attn2.to_k", ".attn2.to_v"))]
+    if cross and all(key in binding.failed for key in cross):
+        return (
+            f"text width differs from the {version.name} model",
+            f"its cross-attention layers expect another text encoder width than the loaded {version.name} model's "
+            "(a network for another model family); it is not applied",
         )
     return None
 

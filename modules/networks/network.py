@@ -36,7 +36,8 @@ def base_version(metadata: dict[str, Any], keys: list[str]) -> SdVersion:
     arch = str(metadata.get("modelspec.architecture", ""))
     if base.startswith("sdxl_") or arch.startswith("stable-diffusion-xl"):
         return SdVersion.SDXL
-    if any(k.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.")) for k in keys):
+    # lora_te1_ alone proves nothing: some SD1 files use it too (A1111 accepts them)
+    if any(k.startswith(("lora_te2_", "text_encoder_2.")) for k in keys):
         return SdVersion.SDXL
     if str(metadata.get("ss_v2", "")) == "True" or arch.startswith("stable-diffusion-v2"):
         return SdVersion.SD2
@@ -96,6 +97,18 @@ class Network:
                     binding.unmatched.append(layer)
                 else:
                     binding.targets[target.key] = (target, module, layer)
+                    if not module.fits(target.module.weight.shape):
+                        binding.failed.add(target.key)
+            if binding.failed:
+                key = sorted(binding.failed)[0]
+                log.warning(
+                    "Network %s: %d layers do not fit the shape of their module (e.g. %s for %s, shaped %s)",
+                    self.name,
+                    len(binding.failed),
+                    binding.targets[key][2],
+                    key,
+                    tuple(binding.targets[key][0].module.weight.shape),
+                )
             if binding.unmatched:
                 log.warning(
                     "Network %s: %d of %d layers match no module of the model (e.g. %s)",

@@ -47,8 +47,9 @@ class ModelPatcher:
         t0 = time.perf_counter()
         wanted: dict[str, list[tuple[Network, Any]]] = {}
         for net in nets:
-            for key, (target, module, _layer) in net.bind(self.layer_map).targets.items():
-                if net.multiplier_for(target) != 0:
+            binding = net.bind(self.layer_map)
+            for key, (target, module, _layer) in binding.targets.items():
+                if net.multiplier_for(target) != 0 and key not in binding.failed:
                     wanted.setdefault(key, []).append((net, module))
         changed = 0
         for key in [*self.patches, *(k for k in wanted if k not in self.patches)]:

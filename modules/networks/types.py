@@ -27,6 +27,8 @@ PART_NAMES: dict[str, str] = {
     "lora.down.weight": "lora_down.weight",
     "lora_linear_layer.up.weight": "lora_up.weight",
     "lora_linear_layer.down.weight": "lora_down.weight",
+    "lora_magnitude_vector.default.weight": "dora_scale",
+    "lora_magnitude_vector.weight": "dora_scale",
     "lora_magnitude_vector.default": "dora_scale",
     "lora_magnitude_vector": "dora_scale",
     "dora_scale": "dora_scale",
@@ -88,17 +90,25 @@ def rebuild_cp(t: torch.Tensor, wa: torch.Tensor, wb: torch.Tensor) -> torch.Ten
     return torch.einsum("abkl,ao,bi->oikl", t, _mat(wa), _mat(wb))
 
 
+def size_fits(out_features: int, numel: int, shape: torch.Size) -> bool:
+    """Whether a change with this many rows and elements fits a weight of `shape` (a 4-channel change fits a
+    9-channel inpainting input conv, zero-padded)."""
+    total = math.prod(shape)
+    if out_features != shape[0]:
+        return False
+    return numel == total or (len(shape) == 4 and shape[1] == 9 and numel * 9 == total * 4)
+
+
 def fit_to(updown: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """Reshape a change to the weight's shape; a 4-channel input conv change is zero-padded for 9-channel
     inpainting models (A1111). Anything else that does not fit raises ShapeMismatch."""
     if updown.shape == shape:
         return updown
-    total = math.prod(shape)
-    if updown.shape[0] == shape[0] and updown.numel() == total:
+    if not size_fits(updown.shape[0], updown.numel(), shape):
+        raise ShapeMismatch(f"a change of shape {tuple(updown.shape)} does not fit a weight of shape {tuple(shape)}")
+    if updown.numel() == math.prod(shape):
         return updown.reshape(shape)
-    if len(shape) == 4 and shape[1] == 9 and updown.shape[0] == shape[0] and updown.numel() * 9 == total * 4:
-        return F.pad(updown.reshape(shape[0], 4, *shape[2:]), (0, 0, 0, 0, 0, 5))
-    raise ShapeMismatch(f"a change of shape {tuple(updown.shape)} does not fit a weight of shape {tuple(shape)}")
+    return F.pad(updown.reshape(shape[0], 4, *shape[2:]), (0, 0, 0, 0, 0, 5))
 
 
 def weight_decompose(updown: torch.Tensor, orig: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
@@ -137,6 +147,14 @@ class NetworkModule:
     def unused_parts(self) -> list[str]:
         return sorted(set(self.w) - self.uses - self.common)
 
+    def change_size(self) -> tuple[int, int]:
+        """Rows and elements of the change this layer makes, from its tensors' shapes (nothing computed)."""
+        raise NotImplementedError
+
+    def fits(self, shape: torch.Size) -> bool:
+        out_features, numel = self.change_size()
+        return size_fits(out_features, numel, shape)
+
     def calc_scale(self) -> float:
         if self.scale is not None:
             return self.scale
@@ -167,6 +185,13 @@ class LoRA(NetworkModule):
         super().__init__(w)
         self.dim = w["lora_down.weight"].shape[0]
 
+    def change_size(self):
+        out_features, down = self.w["lora_up.weight"].shape[0], self.w["lora_down.weight"]
+        mid = self.w.get("lora_mid.weight")
+        if mid is not None:
+            return out_features, out_features * down.shape[1] * math.prod(mid.shape[2:])
+        return out_features, out_features * math.prod(down.shape[1:])
+
     def updown(self, orig, dyn):
         dev = orig.device
         raw_down = self.w["lora_down.weight"]
@@ -192,6 +217,12 @@ class LoHa(NetworkModule):
         super().__init__(w)
         self.dim = w["hada_w1_b"].shape[0]
 
+    def change_size(self):
+        w1a, w1b, t1 = self.w["hada_w1_a"], self.w["hada_w1_b"], self.w.get("hada_t1")
+        if t1 is not None:
+            return w1a.shape[1], w1a.shape[1] * w1b.shape[1] * math.prod(t1.shape[2:])
+        return w1a.shape[0], w1a.shape[0] * math.prod(w1b.shape[1:])
+
     def _factor(
         self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor | None, shape: list[int] | None, dev: torch.device
     ) -> torch.Tensor:
@@ -213,10 +244,17 @@ class IA3(NetworkModule):
     kind = "ia3"
     uses = frozenset({"weight", "on_input"})
 
+    @property
+    def on_input(self) -> bool:
+        return "on_input" in self.w and bool(self.w["on_input"].flatten()[0])
+
+    def fits(self, shape):
+        axis = 1 if self.on_input else 0
+        return len(shape) > axis and self.w["weight"].numel() == shape[axis]
+
     def updown(self, orig, dyn):
         w = _f32(self.w["weight"], orig.device).flatten()
-        on_input = "on_input" in self.w and bool(self.w["on_input"].flatten()[0])
-        if on_input:
+        if self.on_input:
             return orig * w.reshape(1, -1, *[1] * (orig.dim() - 2)), None
         return orig * w.reshape(-1, *[1] * (orig.dim() - 1)), None
 
@@ -230,6 +268,17 @@ class LoKr(NetworkModule):
         for decomposed in ("lokr_w1_b", "lokr_w2_b"):
             if decomposed in w:
                 self.dim = w[decomposed].shape[0]
+
+    def change_size(self):
+        w = self.w
+        w1 = w["lokr_w1"].shape[:2] if "lokr_w1" in w else (w["lokr_w1_a"].shape[0], w["lokr_w1_b"].shape[1])
+        if "lokr_w2" in w:
+            w2 = (w["lokr_w2"].shape[0], math.prod(w["lokr_w2"].shape[1:]))
+        elif "lokr_t2" in w:
+            w2 = (w["lokr_w2_a"].shape[1], w["lokr_w2_b"].shape[1] * math.prod(w["lokr_t2"].shape[2:]))
+        else:
+            w2 = (w["lokr_w2_a"].shape[0], math.prod(w["lokr_w2_b"].shape[1:]))
+        return w1[0] * w2[0], math.prod(w1) * math.prod(w2)
 
     def updown(self, orig, dyn):
         dev = orig.device
@@ -254,6 +303,9 @@ class Full(NetworkModule):
     kind = "full"
     uses = frozenset({"diff", "diff_b"})
 
+    def change_size(self):
+        return self.w["diff"].shape[0], self.w["diff"].numel()
+
     def updown(self, orig, dyn):
         bias = self.w.get("diff_b")
         return _f32(self.w["diff"], orig.device), None if bias is None else _f32(bias, orig.device)
@@ -262,6 +314,9 @@ class Full(NetworkModule):
 class Norm(NetworkModule):
     kind = "norm"
     uses = frozenset({"w_norm", "b_norm"})
+
+    def change_size(self):
+        return self.w["w_norm"].shape[0], self.w["w_norm"].numel()
 
     def updown(self, orig, dyn):
         bias = self.w.get("b_norm")
