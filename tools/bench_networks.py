@@ -63,7 +63,7 @@ def main() -> None:
     ckpt_dir = os.path.join(shared.models_path, "Stable-diffusion")
     path = os.path.join(ckpt_dir, f"bench-{args.family}-{args.size}.safetensors")
     if not os.path.exists(path):
-        checkpoint_factory.write_checkpoint(path, args.family, size=args.size)
+        checkpoint_factory.write_checkpoint(path, args.family, size=args.size, dtype=torch.float16)
     sd_models.list_models()
     model = sd_models.load_model(sd_models.find_checkpoint(os.path.basename(path)))
     os.makedirs(shared.cmd_opts.lora_dir, exist_ok=True)
@@ -74,7 +74,10 @@ def main() -> None:
     x = torch.randn(2, 4, args.latent, args.latent, device=devices.device)
     cond = {"c_crossattn": [torch.randn(2, 77, context, device=devices.device)]}
     if model.is_sdxl:
-        cond = {"crossattn": cond["c_crossattn"][0], "vector": torch.randn(2, model.unet.config.projection_class_embeddings_input_dim, device=devices.device)}
+        cond = {
+            "crossattn": cond["c_crossattn"][0],
+            "vector": torch.randn(2, model.unet.config.projection_class_embeddings_input_dim, device=devices.device),
+        }
     t = torch.tensor([500.0, 500.0], device=devices.device)
 
     def step() -> float:
@@ -105,13 +108,19 @@ def main() -> None:
     networks.load_networks([])
     restore_time = time.perf_counter() - start
     patched = len(networks.patcher_for(model).layer_map.targets)
-    print(f"model: {args.family} {args.size}, latent {args.latent}x{args.latent}, batch 2, device {devices.device}, "
-          f"LoRA rank {args.rank} on every Linear/Conv2d ({patched} patchable modules)")
-    print(f"UNet call median: without {statistics.median(without) * 1000:.1f} ms, with LoRA "
-          f"{statistics.median(with_lora) * 1000:.1f} ms ({len(without)} calls each, alternating rounds)")
+    print(
+        f"model: {args.family} {args.size}, latent {args.latent}x{args.latent}, batch 2, device {devices.device}, "
+        f"LoRA rank {args.rank} on every Linear/Conv2d ({patched} patchable modules)"
+    )
+    print(
+        f"UNet call median: without {statistics.median(without) * 1000:.1f} ms, with LoRA "
+        f"{statistics.median(with_lora) * 1000:.1f} ms ({len(without)} calls each, alternating rounds)"
+    )
     print(f"best: without {min(without) * 1000:.1f} ms, with LoRA {min(with_lora) * 1000:.1f} ms")
-    print(f"one-off: first patch {patch_time:.2f} s (includes reading the file), re-patch at another multiplier "
-          f"{repatch_time:.2f} s, restore {restore_time:.2f} s")
+    print(
+        f"one-off: first patch {patch_time:.2f} s (includes reading the file), re-patch at another multiplier "
+        f"{repatch_time:.2f} s, restore {restore_time:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -49,10 +49,13 @@ class LoadReport:
 
 def _cached(entry: NetworkOnDisk, previous: list[Network]) -> Network | None:
     """The parsed network of this file, if it is still in memory and the file has not changed since."""
+    try:
+        mtime = os.path.getmtime(entry.filename)
+    except OSError:
+        return None
     for net in [*previous, *networks_in_memory.values()]:
-        if net.network_on_disk.filename == entry.filename:
-            if net.mtime is not None and os.path.getmtime(entry.filename) > net.mtime:
-                return None
+        if net.network_on_disk.filename == entry.filename and net.mtime == mtime:
+            net.network_on_disk = entry  # the listing may have been refreshed since
             return net
     return None
 
@@ -106,7 +109,7 @@ def load_networks(
                 net = load_network(name, entry)
             except NetworkLoadError as e:
                 log.error("Network %s not loaded: %s", name, e)
-                report.skipped[name] = ("file damaged", str(e))
+                report.skipped[name] = (e.short, str(e))
                 continue
         if id(net) in used:
             net = copy.copy(net)  # the same file twice in one prompt: each occurrence keeps its multipliers

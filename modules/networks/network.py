@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from modules import model_files, shared
-from modules.errors import UserError
+from modules.errors import NotFoundError, UserError
 from modules.networks import types
 from modules.networks.keys import LayerMap, Target
 from modules.networks.ondisk import NetworkOnDisk, SdVersion
@@ -27,7 +27,12 @@ BUNDLE_PREFIX = "bundle_emb."
 
 
 class NetworkLoadError(UserError):
-    """A network file that cannot be used (damaged, truncated, not finite)."""
+    """A network file that cannot be used (damaged, truncated, not finite, gone); `short` says which for the
+    infotext."""
+
+    def __init__(self, message: str, short: str = "file damaged"):
+        super().__init__(message)
+        self.short = short
 
 
 def base_version(metadata: dict[str, Any], keys: list[str]) -> SdVersion:
@@ -142,11 +147,15 @@ def load_network(name: str, network_on_disk: NetworkOnDisk) -> Network:
     """Read and check the file, group its tensors by layer, and give each layer its type."""
     filename = network_on_disk.filename
     net = Network(name, network_on_disk)
-    net.mtime = os.path.getmtime(filename)
     try:
+        net.mtime = os.path.getmtime(filename)
         sd = model_files.read_state_dict(filename, allow_unsafe=bool(shared.cmd_opts.disable_safe_unpickle))
+    except NotFoundError as e:
+        raise NetworkLoadError(str(e), "file missing") from e
     except UserError as e:
         raise NetworkLoadError(str(e)) from e
+    except OSError as e:
+        raise NetworkLoadError(f"{filename}: cannot be read ({e.strerror or e})", "file unreadable") from e
     _check_finite(filename, sd)
     net.base_version = base_version(network_on_disk.metadata, list(sd))
 
