@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from modules import hashes, model_files, shared
+from modules import devices, hashes, model_files, shared
 from modules.errors import NotFoundError, UserError
 
 log = logging.getLogger(__name__)
@@ -260,8 +260,9 @@ def apply_single_hypernetwork(
     device = context_k.device
     if next(module_k.parameters()).device != device:
         hypernetwork.to(device)
-    # the MLPs run in fp32 whatever the model's precision
-    return (module_k(context_k.float()).to(context_k.dtype), module_v(context_v.float()).to(context_v.dtype))
+    # the MLPs run in fp32 whatever the model's precision (and outside autocast)
+    with devices.without_autocast():
+        return (module_k(context_k.float()).to(context_k.dtype), module_v(context_v.float()).to(context_v.dtype))
 
 
 def apply_hypernetworks(

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from modules import devices
 from modules.networks.keys import LayerMap, Target
 from modules.networks.network import Network
 from modules.networks.types import ShapeMismatch
@@ -41,9 +42,13 @@ class ModelPatcher:
         self.layer_map = LayerMap(model)
         self.patches: dict[str, ModulePatch] = {}
 
-    @torch.no_grad()
     def apply(self, nets: list[Network]) -> None:
         """Make the model's weights equal to the original weights plus `nets` (with their multipliers)."""
+        # activation runs inside the job's autocast, which would compute the changes in fp16
+        with torch.no_grad(), devices.without_autocast():
+            self._apply(nets)
+
+    def _apply(self, nets: list[Network]) -> None:
         t0 = time.perf_counter()
         wanted: dict[str, list[tuple[Network, Any]]] = {}
         for net in nets:
