@@ -88,14 +88,17 @@ def param_names(model, spec: nf.LayerSpec) -> set[str]:
 
 
 def layer_spec(family):
-    return nf.SD1_LAYERS if family == "sd1" else nf.SDXL_LAYERS
+    return nf.SDXL_LAYERS if family == "sdxl" else nf.SD1_LAYERS  # SD2 files use the SD1 (diffusers) names
+
+
+FAMILY_META = {"sdxl": SDXL_META, "sd2v": {"ss_v2": "True"}}
 
 
 def write_kind(env, family, kind, name=None, seed=0, **metadata):
     model = use(env, family)
     tensors, deltas = nf.build(model, layer_spec(family), kind, seed=seed)
     name = name or f"{family}-{kind}"
-    nf.write(name, tensors, {**(SDXL_META if family == "sdxl" else {}), **metadata})
+    nf.write(name, tensors, {**FAMILY_META.get(family, {}), **metadata})
     library.list_available_networks()
     return model, name, tensors, deltas
 
@@ -129,8 +132,9 @@ def check_applied(model, deltas, base, te, unet, label) -> None:
     max_errors[label] = worst
 
 
-@pytest.mark.parametrize("family", ["sd1", "sdxl"])
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    "family,kind", [(f, k) for f in ("sd1", "sdxl") for k in KINDS] + [("sd2v", "lora"), ("sd2v", "locon3x3")]
+)
 def test_patched_weight_is_base_plus_formula_and_restores_exactly(env, family, kind):
     model, name, _, deltas = write_kind(env, family, kind)
     assert deltas, "the test file must reach some layer"
