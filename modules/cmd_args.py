@@ -178,7 +178,7 @@ ACTIVE = {
     "unix_filenames_sanitization", "no_prompt_history", "test_server", "skip_python_version_check",
     "freeze_settings", "freeze_specific_settings", "nowebui", "skip_load_model_at_start", "ui_debug_mode",
     "timeout_keep_alive", "tls_keyfile", "tls_certfile", "subpath", "gradio_allowed_path", "api", "api_auth",
-    "api_log", "api_server_stop", "cors_allow_origins", "cors_allow_origins_regex",
+    "api_log", "api_server_stop", "cors_allow_origins", "cors_allow_origins_regex", "hypernetwork_dir",
 }
 NOOP = {
     "max_batch_count", "always_batch_cond_uncond", "unload_gfpgan", "deepdanbooru", "show_negative_prompt",
@@ -197,8 +197,6 @@ for _dest in ("enable_insecure_extension_access", "disable_all_extensions", "dis
 for _dest in ("esrgan_models_path", "realesrgan_models_path", "dat_models_path", "swinir_models_path",
               "scunet_models_path", "ldsr_models_path", "bsrgan_models_path"):
     PENDING_REASON[_dest] = "upscalers"
-for _dest in ("hypernetwork_dir",):
-    PENDING_REASON[_dest] = "hypernetworks"
 for _dest in ("gfpgan_dir", "gfpgan_model", "gfpgan_models_path", "codeformer_models_path"):
     PENDING_REASON[_dest] = "face restoration is not provided"
 for _dest in ("textual_inversion_templates_dir", "clip_models_path"):

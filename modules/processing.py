@@ -19,6 +19,7 @@ from PIL import Image
 from modules import (
     conditioning,
     devices,
+    extra_networks,
     images,
     infotext_utils,
     paths_internal,
@@ -330,6 +331,10 @@ class StableDiffusionProcessing:
 
     def get_conds(self):
         return self.c, self.uc
+
+    def parse_extra_network_prompts(self) -> None:
+        """Strip `<lora:...>`-style tags from this batch's prompts and keep their parameters (A1111)."""
+        self.prompts, self.extra_network_data = extra_networks.parse_prompts(self.prompts)
 
     def init(self, all_prompts, all_seeds, all_subseeds) -> None:
         pass
@@ -670,6 +675,11 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
             if p.scripts is not None:
                 p.scripts.before_process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds,
                                                subseeds=p.subseeds)
+            p.parse_extra_network_prompts()
+            if not p.disable_extra_networks:
+                with devices.autocast():
+                    extra_networks.activate(p, p.extra_network_data)
+            if p.scripts is not None:
                 p.scripts.process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
 
             p.setup_conds()
@@ -678,7 +688,7 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
                 p.comment(comment)
 
             if n == 0 and not shared.cmd_opts.no_prompt_history:
-                _write_params_txt(infotext())
+                _write_params_txt(create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds, index=0))
 
             samples = p.sample(conditioning=p.c, unconditional_conditioning=p.uc, seeds=p.seeds,
                                subseeds=p.subseeds, subseed_strength=p.subseed_strength, prompts=p.prompts)
@@ -691,6 +701,9 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
 
             if p.scripts is not None:
                 p.scripts.postprocess_batch(p, x_samples, batch_number=n)
+            # infotexts show the prompts as written, extra-network tags included (A1111)
+            p.prompts = p.all_prompts[n * bs:(n + 1) * bs]
+            p.negative_prompts = p.all_negative_prompts[n * bs:(n + 1) * bs]
 
             for i, x_sample in enumerate(x_samples):
                 p.batch_index = i
@@ -720,6 +733,9 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
             images.save_image(grid, p.outpath_grids, "grid", p.all_seeds[0], p.all_prompts[0], opts.grid_format,
                               info=infotext(use_main_prompt=True), short_filename=not opts.grid_extended_filename,
                               p=p, grid=True)
+
+    if not p.disable_extra_networks:
+        extra_networks.deactivate(p, p.extra_network_data)
 
     res = Processed(p, images_list=output_images, seed=p.all_seeds[0], info=infotexts[0] if infotexts else "",
                     subseed=p.all_subseeds[0], index_of_first_image=index_of_first_image, infotexts=infotexts)
