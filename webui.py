@@ -44,11 +44,28 @@ def initialize() -> None:
                                                                                      "styles.csv")])
     sd_models.list_models()
     sd_vae.refresh_vae_list()
+    load_extensions()
     shared.opts.onchange("sd_model_checkpoint", sd_models.apply_checkpoint_setting, call=False)
     shared.opts.onchange("sd_vae", lambda: sd_vae.reload_vae_weights() if sd_models.model_data.sd_model else None,
                          call=False)
     if not sd_models.checkpoints_list:
         log.warning("%s", sd_models.no_checkpoints_message())
+
+
+def load_extensions() -> None:
+    """List extensions, import the scripts of the repository and of active extensions, add their settings."""
+    from modules import extensions, gradio_compat, localization, script_callbacks, scripts, shared
+
+    if cmd_opts.disable_extension_access:
+        # Enabling an extension runs its code at the next start: not through the API of an exposed server.
+        shared.restricted_opts.update({"disabled_extensions", "disable_all_extensions", "restore_config_state_file"})
+    extensions.list_extensions()
+    localization.list_localizations(cmd_opts.localizations_dir)
+    if not cmd_opts.nowebui or scripts.list_scripts("scripts", ".py"):
+        gradio_compat.install()  # before any extension creates (or subclasses) a gradio component
+    scripts.load_scripts()
+    script_callbacks.ui_settings_callback()
+    shared.opts.reorder()
 
 
 def load_model_in_background() -> None:
@@ -80,13 +97,14 @@ def create_app(with_ui: bool = True):
     if with_ui:
         import gradio as gr
 
-        from modules import shared, ui
+        from modules import shared, ui, ui_gradio_extensions
 
         demo = ui.create_ui()
         shared.demo = demo
+        ui_gradio_extensions.add_file_route(app, cmd_opts.subpath or "")
         app = gr.mount_gradio_app(app, demo, path=cmd_opts.subpath or "/",
                                   allowed_paths=[os.path.abspath(p) for p in cmd_opts.gradio_allowed_path],
-                                  root_path=cmd_opts.subpath, theme=None)
+                                  root_path=cmd_opts.subpath, theme=None, head=ui_gradio_extensions.head_html())
     script_callbacks.app_started_callback(demo, app)
     return app
 
