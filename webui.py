@@ -105,7 +105,12 @@ def create_app(with_ui: bool = True):
         app = gr.mount_gradio_app(app, demo, path=cmd_opts.subpath or "/",
                                   allowed_paths=[os.path.abspath(p) for p in cmd_opts.gradio_allowed_path],
                                   root_path=cmd_opts.subpath, theme=None, head=ui_gradio_extensions.head_html())
+    routes_before = list(app.router.routes)
     script_callbacks.app_started_callback(demo, app)
+    if with_ui:
+        # Extensions add routes in on_app_started; Gradio's mount at the root would shadow them, so it goes last.
+        added = [r for r in app.router.routes if r not in routes_before]
+        app.router.routes[:] = routes_before[:-1] + added + routes_before[-1:]
     return app
 
 

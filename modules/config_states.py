@@ -28,8 +28,9 @@ MAX_NAME = 64
 
 
 def sanitize_name(name: str | None) -> str:
-    """Letters, digits, spaces, `_`, `-` and `.` only (no separators, no leading dots), at most 64 characters."""
-    cleaned = re.sub(r"[^\w .-]", "_", (name or "").strip(), flags=re.ASCII)
+    """Letters, digits, spaces, `_`, `-`, `.` and parentheses only (no separators, no leading dots), at most 64
+    characters."""
+    cleaned = re.sub(r"[^\w .()-]", "_", (name or "").strip(), flags=re.ASCII)
     cleaned = cleaned.lstrip(".").strip()[:MAX_NAME].strip()
     return cleaned or "Config"
 

@@ -68,8 +68,9 @@ def validate_git_url(url: str) -> str:
 
 def sanitize_dirname(name: str) -> str:
     """A folder name made of letters, digits, `.`, `_` and `-`; never `.`-leading or a path."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", (name or "").strip()).lstrip(".")
-    if not cleaned or cleaned in {".", ".."}:
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", (name or "").strip())
+    cleaned = re.sub(r"\.{2,}", "_", cleaned).strip("._-")
+    if not cleaned:
         raise UserError(f"Invalid extension folder name: {name!r}")
     return cleaned[:100]
 

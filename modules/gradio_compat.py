@@ -47,17 +47,26 @@ def _warn_once(owner: str, name: str, message: str) -> None:
 
 
 def _accepted_kwargs(cls: type) -> tuple[frozenset[str], bool]:
-    """Parameter names of cls.__init__ and whether it takes **kwargs."""
+    """Keyword names cls() accepts and whether it takes any: a subclass's `__init__(*args, **kwargs)` passes them
+    on, so the MRO is followed to the first `__init__` without **kwargs."""
     cached = _signature_cache.get(cls)
-    if cached is None:
+    if cached is not None:
+        return cached
+    names: set[str] = set()
+    cached = (frozenset(), True)
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
         try:
-            params = inspect.signature(cls.__init__).parameters.values()
+            params = inspect.signature(init).parameters.values()
         except (TypeError, ValueError):
-            cached = (frozenset(), True)
-        else:
-            names = frozenset(p.name for p in params)
-            cached = (names, any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params))
-        _signature_cache[cls] = cached
+            break
+        names |= {p.name for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL}
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            cached = (frozenset(names), False)
+            break
+    _signature_cache[cls] = cached
     return cached
 
 
@@ -142,12 +151,12 @@ def _make_metaclass_call(original_call):
     before, after = _component_callbacks()
 
     def __call__(cls, *args, **kwargs):
+        tooltip = kwargs.get("tooltip")
         kwargs = translate_component_kwargs(cls, kwargs)
         if LocalContext.in_event_listener.get(False):
             # A component returned from an event handler is an update, not a new part of the page.
             return original_call(cls, *args, **kwargs)
         component = cls.__new__(cls)
-        tooltip = kwargs.get("tooltip")
         before(component, kwargs)
         component.__init__(*args, **kwargs)
         if tooltip is not None and not hasattr(component, "webui_tooltip"):

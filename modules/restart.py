@@ -21,13 +21,21 @@ def restart_file() -> str:
 
 def restart_program() -> None:
     """Create tmp/restart and stop at once; the launcher script starts the program again."""
+    from modules import script_callbacks
+
     path = restart_file()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8"):
         pass
+    script_callbacks.app_reload_callback()
     stop_program()
 
 
 def stop_program() -> None:
+    """Let extensions clean up (on_script_unloaded), then end the process without waiting for the server."""
+    from modules import script_callbacks
+
+    script_callbacks.script_unloaded_callback()
+    log.info("Stopping")
     logging.shutdown()
     os._exit(0)
