@@ -228,9 +228,37 @@ class Extension:
         self.status = "latest" if commit is None else ""
 
 
+def topological_sort(dependencies: dict[str, list[str]]) -> list[str]:
+    """Names ordered so that each comes after its dependencies; missing and circular ones are ignored."""
+    visited: set[str] = set()
+    result: list[str] = []
+
+    def visit(name: str) -> None:
+        visited.add(name)
+        for dep in dependencies.get(name, []):
+            if dep in dependencies and dep not in visited:
+                visit(dep)
+        result.append(name)
+
+    for name in dependencies:
+        if name not in visited:
+            visit(name)
+    return result
+
+
 extensions: list[Extension] = []
 extension_paths: dict[str, Extension] = {}
 loaded_extensions: dict[str, Extension] = {}
+
+
+def api_list() -> list[dict]:
+    """/sdapi/v1/extensions: name, remote, branch, commit_hash, version, commit_date, enabled of each extension."""
+    res = []
+    for ext in extensions:
+        ext.read_info_from_repo()
+        res.append({"name": ext.name, "remote": ext.remote, "branch": ext.branch, "commit_hash": ext.commit_hash,
+                    "version": ext.version, "commit_date": ext.commit_date, "enabled": ext.enabled})
+    return res
 
 
 def read_extension_settings(settings_file: str) -> tuple[list[str], str]:

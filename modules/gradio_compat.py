@@ -13,6 +13,8 @@ This is the one module that adapts gradio's classes, and it does so by wrapping,
 * `Component.update(...)` class methods return `gr.update(...)` dicts; `.style(...)` is accepted and does nothing;
 * names: `gr.Box` → `gr.Group`, `gr.Variable` → `gr.State`, `gr.inputs.*` / `gr.outputs.*` (with `default=` →
   `value=`), `gr.components.IOComponent` → `Component`;
+* component subclasses whose `__init__` takes `**kwargs` (A1111's ToolButton and many extensions' own) are
+  serialised with their Gradio base class's properties, so elem_id, label and visibility reach the page;
 * gradio's developer hook that writes `.pyi` files next to every component subclass is switched off (it would
   write into extension folders and ours).
 
@@ -145,6 +147,23 @@ def _add_css_class(component) -> None:
     component.elem_classes = classes + [c for c in extra if c not in classes]
 
 
+def _positional_to_keywords(cls: type, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """Gradio's __init__ wrapper drops positional arguments a subclass takes as `*args` (A1111's
+    `ToolButton("🔄")`): name them after the base class's parameters instead."""
+    init = next((k.__dict__["__init__"] for k in cls.__mro__ if "__init__" in k.__dict__), None)
+    try:
+        takes_var_args = init is not None and any(
+            p.kind is inspect.Parameter.VAR_POSITIONAL for p in inspect.signature(init).parameters.values())
+    except (TypeError, ValueError):
+        return args, kwargs
+    if not takes_var_args:
+        return args, kwargs
+    base = inspect.signature(_config_class(cls).__init__).parameters.values()
+    names = [p.name for p in base if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and p.name != "self"]
+    named = dict(zip(names, args, strict=False))
+    return args[len(named):], {**named, **kwargs}
+
+
 def _make_metaclass_call(original_call):
     from gradio.context import LocalContext
 
@@ -152,6 +171,8 @@ def _make_metaclass_call(original_call):
 
     def __call__(cls, *args, **kwargs):
         tooltip = kwargs.get("tooltip")
+        if args:
+            args, kwargs = _positional_to_keywords(cls, args, kwargs)
         kwargs = translate_component_kwargs(cls, kwargs)
         if LocalContext.in_event_listener.get(False):
             # A component returned from an event handler is an update, not a new part of the page.
@@ -214,6 +235,46 @@ def _patch_events(gr) -> None:
     Dependency.__init__ = dependency_init
 
 
+_config_class_cache: dict[type, type] = {}
+
+
+def _config_class(cls: type) -> type:
+    """The class whose __init__ signature lists the component's properties.
+
+    Gradio serialises a component from its own class's __init__ parameters; a subclass written the Gradio 3 way,
+    `__init__(self, *args, **kwargs)`, would lose elem_id, label, visible... — use the nearest base whose
+    __init__ names its parameters."""
+    found = _config_class_cache.get(cls)
+    if found is None:
+        found = cls
+        for klass in cls.__mro__:
+            if klass.__module__.split(".")[0] == "gradio":
+                found = klass  # gradio's own classes serialise themselves correctly (gr.HTML takes **props)
+                break
+            init = klass.__dict__.get("__init__")
+            if init is None:
+                continue
+            try:
+                params = inspect.signature(init).parameters.values()
+            except (TypeError, ValueError):
+                break
+            if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+                found = klass
+                break
+        _config_class_cache[cls] = found
+    return found
+
+
+def _patch_get_config(block_cls) -> None:
+    original = block_cls.get_config
+
+    @functools.wraps(original)
+    def get_config(self, cls=None):
+        return original(self, cls if cls is not None else _config_class(type(self)))
+
+    block_cls.get_config = get_config
+
+
 def _style(self, *args, **kwargs):
     """Gradio 3's `.style(...)`: styling moved into constructor arguments; accepted and ignored."""
     return self
@@ -259,6 +320,7 @@ def install() -> None:
     component_meta.ComponentMeta.__call__ = _make_metaclass_call(type.__call__)
     _patch_events(gr)
 
+    _patch_get_config(Block)
     if "update" not in Block.__dict__:
         Block.update = _make_update(gr)  # classes with their own update (gr.Row) keep it
     Block.style = _style

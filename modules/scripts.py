@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from modules import errors, extensions, paths_internal, script_callbacks, script_loading, scripts_postprocessing
-from modules.extensions import ScriptFile  # noqa: F401  (A1111 name)
+from modules.extensions import ScriptFile, topological_sort  # noqa: F401  (A1111 names)
 
 log = logging.getLogger(__name__)
 
@@ -252,24 +252,6 @@ class ScriptLoadError:
 
 
 load_errors: list[ScriptLoadError] = []
-
-
-def topological_sort(dependencies: dict[str, list[str]]) -> list[str]:
-    """Names ordered so that each comes after its dependencies; missing and circular ones are ignored."""
-    visited: set[str] = set()
-    result: list[str] = []
-
-    def visit(name: str) -> None:
-        visited.add(name)
-        for dep in dependencies.get(name, []):
-            if dep in dependencies and dep not in visited:
-                visit(dep)
-        result.append(name)
-
-    for name in dependencies:
-        if name not in visited:
-            visit(name)
-    return result
 
 
 @dataclasses.dataclass

@@ -399,9 +399,7 @@ def test_localizations_from_extensions_merge_by_name(ext_env):
 
 
 def test_restart_writes_the_launcher_flag_file(tmp_path, monkeypatch):
-    from modules import restart
-
-    from modules import script_callbacks
+    from modules import restart, script_callbacks
 
     flag = tmp_path / "tmp" / "restart"
     events = []
@@ -439,3 +437,37 @@ def test_extensions_tab_handlers_show_errors_and_the_gate(ext_env, monkeypatch):
     assert "extension access disabled" in ui_extensions.apply_and_restart(["via-ui"], [], "none")
     assert "extension access disabled" in ui_extensions.restore_config_state("x: y", "extensions")
     assert "<script>" not in ui_extensions.extension_table()
+
+
+def test_callbacks_are_named_and_ordered_by_metadata_and_settings(ext_env, monkeypatch):
+    from modules import extensions, script_callbacks, scripts, shared
+
+    register = """
+        from modules import script_callbacks
+
+
+        def started(demo, app):
+            app.append("{name}")
+
+
+        script_callbacks.on_app_started(started)
+    """
+    fx.write_files(ext_env / "extensions" / "aaa", {"scripts/cb.py": register.format(name="aaa"), "metadata.ini": """
+        [callbacks/aaa/cb.py/app_started]
+        After = zzz/cb.py/app_started
+    """})
+    fx.write_files(ext_env / "extensions" / "zzz", {"scripts/cb.py": register.format(name="zzz")})
+    extensions.list_extensions()
+    scripts.load_scripts()
+    calls: list[str] = []
+    script_callbacks.app_started_callback(None, calls)
+    assert calls == ["zzz", "aaa"]  # loaded aaa first; metadata.ini puts it after zzz
+
+    script_callbacks.on_app_started(lambda demo, app: app.append("base"), name="mine")
+    mine = "base/test_extensions.py/app_started/mine"
+    assert [c.name for c in script_callbacks.ordered_callbacks("app_started")][-1] == mine
+    monkeypatch.setitem(shared.opts.data, "prioritized_callbacks_app_started", [mine])
+    script_callbacks.ordered_callbacks_map.clear()
+    calls.clear()
+    script_callbacks.app_started_callback(None, calls)
+    assert calls == ["base", "zzz", "aaa"]

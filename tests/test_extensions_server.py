@@ -171,6 +171,12 @@ def test_extension_javascript_css_tab_settings_and_gradio3_in_the_browser(ext_se
         assert prompt.evaluate("el => getComputedStyle(el).caretColor") == "rgb(1, 2, 3)"  # style.css
         assert "broken" in page.inner_text("#extension_load_errors")
 
+        # InputAccordion: opening it sets the hidden checkbox that is the script's argument.
+        checkbox = "#script_txt2img_prompt_rewriter_enabled-checkbox input"
+        assert page.evaluate(f"document.querySelector('{checkbox}').checked") is False
+        page.locator("#script_txt2img_prompt_rewriter_enabled").get_by_text("Prompt rewriter").first.click()
+        page.wait_for_function(f"document.querySelector('{checkbox}').checked === true", timeout=30000)
+
         page.get_by_role("button", name="Swap", exact=True).click()  # _js + gr.Dropdown.update
         page.wait_for_function("document.querySelector('#gradio3_choice input').value === 'x'", timeout=30000)
 

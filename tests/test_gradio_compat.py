@@ -132,7 +132,8 @@ def test_ui_components_and_refresh_button(tmp_path):
             multi = ui_components.DropdownMulti(choices=["a", "b"], value=["a"], label="multi")
             editable = ui_components.DropdownEditable(choices=["a"], value="zzz", label="editable")
         with ui_components.FormGroup(), ui_components.FormColumn():
-            ui_components.FormHTML("<b>x</b>")
+            form_html = ui_components.FormHTML("<b>x</b>")
+            plain_html = gr.HTML("<i>y</i>")
         with ui_components.InputAccordion(True, label="Extra", elem_id="acc") as acc:
             with acc.extra():
                 gr.HTML("in the header")
@@ -143,6 +144,18 @@ def test_ui_components_and_refresh_button(tmp_path):
         with ui_components.ResizeHandleRow():
             gr.Column()
     assert tool.get_block_name() == "button" and "tool" in tool.elem_classes
+    # Serialised with the gradio base class's properties (their __init__ only takes **kwargs).
+    assert tool.get_config()["elem_id"] == "tool" and tool.get_config()["value"] == "🔄"
+    assert acc.get_config()["elem_id"] == "acc-checkbox" and acc.get_config()["visible"] == "hidden"
+    assert form_html.get_config()["value"] == "<b>x</b>" and plain_html.get_config()["value"] == "<i>y</i>"
+
+    class Gradio3Style(gr.Textbox):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+
+    with gr.Blocks():
+        custom = Gradio3Style(elem_id="custom", label="Custom", lines=3)
+    assert {"elem_id": "custom", "label": "Custom", "lines": 3}.items() <= custom.get_config().items()
     assert multi.multiselect and editable.allow_custom_value
     assert isinstance(acc, gr.Checkbox) and acc.value is True and acc.elem_id == "acc-checkbox"
     assert acc.accordion.open is True and acc.accordion.elem_id == "acc"
