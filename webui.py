@@ -61,8 +61,7 @@ def load_extensions() -> None:
         shared.restricted_opts.update({"disabled_extensions", "disable_all_extensions", "restore_config_state_file"})
     extensions.list_extensions()
     localization.list_localizations(cmd_opts.localizations_dir)
-    if not cmd_opts.nowebui or scripts.list_scripts("scripts", ".py"):
-        gradio_compat.install()  # before any extension creates (or subclasses) a gradio component
+    gradio_compat.install()  # before any script creates (or subclasses) a gradio component
     scripts.load_scripts()
     script_callbacks.ui_settings_callback()
     shared.opts.reorder()

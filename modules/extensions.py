@@ -41,11 +41,14 @@ def file_urls_allowed() -> bool:
     return os.environ.get(ALLOW_FILE_URLS_ENV) == "1"
 
 
-def _git_base(path: str | None, network: bool) -> list[str]:
+def _git_base(path: str | None, network: bool, allow_ssh: bool) -> list[str]:
     cmd = [GIT, "-c", f"safe.directory={path or '*'}"]
     if network:
-        # Only https (and file:// in tests): no ext::, ssh, git:// or plain http transports, also for submodules.
+        # Only https (and file:// in tests): no ext::, git:// or plain http transports, also for submodules. ssh only
+        # for remotes already configured in an installed extension (the user cloned it that way).
         cmd += ["-c", "protocol.allow=never", "-c", "protocol.https.allow=always"]
+        if allow_ssh:
+            cmd += ["-c", "protocol.ssh.allow=always"]
         if file_urls_allowed():
             cmd += ["-c", "protocol.file.allow=always"]
     if path is not None:
@@ -53,9 +56,10 @@ def _git_base(path: str | None, network: bool) -> list[str]:
     return cmd
 
 
-def run_git(path: str | None, *args: str, network: bool = False, timeout: float | None = None) -> str:
+def run_git(path: str | None, *args: str, network: bool = False, allow_ssh: bool = False,
+            timeout: float | None = None) -> str:
     """Run git (in `path`), return stdout; a failure raises GitError with git's message."""
-    cmd = _git_base(path, network) + list(args)
+    cmd = _git_base(path, network, allow_ssh) + list(args)
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="echo")
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL,
@@ -200,7 +204,8 @@ class Extension:
             self.status = "unknown"
             return
         try:
-            out = run_git(self.path, "ls-remote", "--", self.remote, f"refs/heads/{self.branch}", network=True)
+            out = run_git(self.path, "ls-remote", "--", self.remote, f"refs/heads/{self.branch}", network=True,
+                          allow_ssh=True)
         except GitError as e:
             log.warning("Could not check updates for %s: %s", self.name, e)
             self.can_update = False
@@ -217,7 +222,7 @@ class Extension:
     def fetch_and_reset_hard(self, commit: str | None = None) -> None:
         """`git fetch --all` then `git reset --hard` to `commit` (default: the remote branch)."""
         self.read_info_from_repo()
-        run_git(self.path, "fetch", "--all", "--prune", network=True)
+        run_git(self.path, "fetch", "--all", "--prune", network=True, allow_ssh=True)
         target = commit or f"origin/{self.branch}"
         if not re.fullmatch(r"[\w./-]+", target) or target.startswith("-"):
             raise GitError(f"Refusing to reset {self.name} to '{target}': not a commit or branch name.")

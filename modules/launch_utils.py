@@ -213,7 +213,7 @@ def update_all_extensions(args: list[str]) -> None:
         if not os.path.exists(os.path.join(path, ".git")):
             continue
         try:
-            extensions.run_git(path, "pull", "--autostash", network=True)
+            extensions.run_git(path, "pull", "--autostash", network=True, allow_ssh=True)
             print(f"Updated extension {os.path.basename(path)}")
         except extensions.GitError as e:
             print(f"Could not update extension {os.path.basename(path)}: {e}", file=sys.stderr)

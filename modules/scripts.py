@@ -583,7 +583,7 @@ class ScriptRunner:
         """Make sure script argument slices exist (the UI builds them; without one, lay them out headless)."""
         if not self.scripts and scripts_data:
             self.initialize_scripts(self.is_img2img)
-        if not self.ui_created:
+        if self.scripts and not self.ui_created:
             self.setup_ui_headless()
 
     # -- running ------------------------------------------------------------------------------------------

@@ -164,9 +164,10 @@ def load_index(url: str, hide_tags, sort_order, search, filtering):
         available_index = extension_install.fetch_index(url)
     except UserError as e:
         return gr.update(), "", _error(str(e))
-    tags = sorted(set(available_index["tags"]) | {"installed"})
+    # The selected tags stay choices (Gradio refuses a value outside them), even if this index lacks them.
+    tags = sorted(set(available_index["tags"]) | {"installed"} | set(hide_tags or []))
     table, hidden = available_table(hide_tags, sort_order, search, filtering)
-    return gr.update(choices=tags), table, hidden
+    return gr.update(choices=tags, value=list(hide_tags or [])), table, hidden
 
 
 def install_from_index(url: str, hide_tags, sort_order, search, filtering):

@@ -471,3 +471,19 @@ def test_callbacks_are_named_and_ordered_by_metadata_and_settings(ext_env, monke
     calls.clear()
     script_callbacks.app_started_callback(None, calls)
     assert calls == ["base", "zzz", "aaa"]
+
+
+def test_exposed_server_cannot_enable_extensions_through_the_api(ext_env, monkeypatch):
+    import webui
+    from modules import shared
+
+    monkeypatch.setattr(shared.cmd_opts, "disable_extension_access", True)
+    saved = set(shared.restricted_opts)
+    try:
+        webui.load_extensions()
+        for key in ("disabled_extensions", "disable_all_extensions"):
+            assert shared.opts.set(key, ["x"] if key == "disabled_extensions" else "all", is_api=True) is False
+        assert shared.opts.set("disable_all_extensions", "extra") is True  # the UI/local code path is unchanged
+    finally:
+        shared.restricted_opts.clear()
+        shared.restricted_opts.update(saved)

@@ -42,6 +42,14 @@ def ext_server(tmp_path_factory, tiny_checkpoints):
         mp.undo()
         extensions.list_extensions()
 
+    index = {"tags": {"tab": "Tab"}, "extensions": [
+        {"name": "From index", "url": fx.make_repo(data / "origin" / "sd-webui-fromindex", {"README.md": "x"}),
+         "description": "installed from the Available tab", "tags": ["tab"], "added": "2024-01-01"},
+        {"name": "Rewriter", "url": (data / "origin" / "sd-webui-rewriter").as_uri(), "description": "already here",
+         "tags": ["tab"], "added": "2023-01-01"},
+    ]}
+    (data / "index.json").write_text(json.dumps(index))
+
     server = Server(data, ["--api", "--rewriter-suffix", "from-flag", "--skip-torch-cuda-test", "--use-cpu", "all"],
                     env={extensions.ALLOW_FILE_URLS_ENV: "1"})
     yield server, data
@@ -155,7 +163,7 @@ def browser():
 
 @pytest.mark.browser
 def test_extension_javascript_css_tab_settings_and_gradio3_in_the_browser(ext_server, browser):
-    server, _ = ext_server
+    server, data = ext_server
     page = browser.new_page()
     problems = []
     page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
@@ -201,6 +209,18 @@ def test_extension_javascript_css_tab_settings_and_gradio3_in_the_browser(ext_se
         assert "Error loading: RuntimeError: this extension fails at import on purpose" in text
         for name in EXTENSIONS:
             assert name in text
+
+        # Available: load an index (file:// only because the test server allows it), install with the row's button.
+        page.get_by_role("tab", name="Available").click()
+        page.locator("#extensions_index_url textarea, #extensions_index_url input").first.fill(
+            (data / "index.json").as_uri())
+        page.click("#load_extensions_button")
+        page.locator("#available_extensions").wait_for(timeout=30000)
+        assert page.inner_text("#extensions_hidden_count") == "Extension hidden: 1"  # Rewriter: installed
+        page.locator("#available_extensions button", has_text="Install").click()
+        page.wait_for_function("document.querySelector('#extension_install_index_result').innerText"
+                               ".includes('Installed into')", timeout=60000)
+        assert (data / "extensions" / "sd-webui-fromindex" / "README.md").is_file()
     finally:
         page.close()
     assert problems == []
