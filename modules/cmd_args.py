@@ -248,7 +248,7 @@ def flags_markdown() -> str:
         "Every flag of A1111 v1.10 is accepted with its name and default, so existing launch scripts keep working.",
         "**active**: acts as in A1111 (or safer); **no-op**: does nothing in A1111 either; **pending**: accepted but",
         "not acted on yet — using it prints one warning line at start.",
-        "Regenerate with `python -c \"from modules import cmd_args; print(cmd_args.flags_markdown())\" > docs/flags.md`.",
+        "Regenerate with `python -c \"from modules import cmd_args; print(cmd_args.flags_markdown(), end='')\" > docs/flags.md`.",
         "",
         "| flag | default | status | meaning |",
         "|---|---|---|---|",

@@ -7,8 +7,10 @@ modules can be imported and tested without a command line.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import logging
+import sys
 from typing import Any
 
 import torch
@@ -16,6 +18,11 @@ import torch
 from modules.errors import UserError
 
 log = logging.getLogger(__name__)
+
+try:
+    _libc = ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") else None
+except OSError:
+    _libc = None
 
 cpu = torch.device("cpu")
 device: torch.device = cpu
@@ -94,11 +101,14 @@ def configure(cmd_opts: Any) -> None:
 
 
 def torch_gc() -> None:
-    """Give freed memory back (CUDA caching allocator, Python cycles)."""
+    """Give freed memory back: Python cycles, the CUDA caching allocator, and glibc's heap (which otherwise keeps
+    the pages of a freed model, so the process would grow with every checkpoint switch)."""
     gc.collect()
     if has_cuda():
         torch.cuda.empty_cache()
         torch.cuda.ipc_collect()
+    if _libc is not None:
+        _libc.malloc_trim(0)
 
 
 def cond_cast_unet(x: torch.Tensor) -> torch.Tensor:

@@ -7,13 +7,11 @@ setting keys).
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import errno
 import json
 import logging
 import os
-import secrets
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -23,6 +21,7 @@ from PIL import Image, PngImagePlugin
 
 from modules import script_callbacks, sd_samplers
 from modules.errors import UserError
+from modules.fileio import atomic_file
 from modules.images_grid import (  # noqa: F401  (A1111 names)
     GridAnnotation,
     draw_grid_annotations,
@@ -106,19 +105,11 @@ def _save_error(path: str, e: OSError) -> ImageSaveError:
 
 def _write_atomically(target: str, write: Callable[[IO[bytes]], None]) -> None:
     """Write through a hidden temporary file in the same folder, then rename: readers never see half a file."""
-    tmp = os.path.join(os.path.dirname(target) or ".", f".{secrets.token_hex(8)}.tmp")
     try:
-        with open(tmp, "xb") as fp:
+        with atomic_file(target, "wb") as fp:
             write(fp)
-            fp.flush()
-            os.fsync(fp.fileno())
-        os.replace(tmp, target)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        if isinstance(e, OSError):
-            raise _save_error(target, e) from e
-        raise
+    except OSError as e:
+        raise _save_error(target, e) from e
 
 
 def image_format_for(extension: str) -> str:

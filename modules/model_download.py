@@ -11,6 +11,8 @@ import hashlib
 import logging
 import os
 import shutil
+import socket
+import urllib.parse
 from collections.abc import Callable
 
 from modules import paths
@@ -37,6 +39,18 @@ def _sha256(path: str, progress: Callable[[float, str], None] | None) -> str:
     return h.hexdigest()
 
 
+def _reachable(endpoint: str, timeout: float = 5.0) -> str | None:
+    """None if a TCP connection to the endpoint's host opens, else the reason (fail fast when offline instead of
+    waiting for the hub client's retries)."""
+    parsed = urllib.parse.urlparse(endpoint)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname or "", port), timeout=timeout):
+            return None
+    except OSError as e:
+        return f"{parsed.hostname}:{port} is unreachable ({e.strerror or e})"
+
+
 def download_sd15(target_dir: str | None = None,
                   progress_callback: Callable[[float, str], None] | None = None) -> str:
     """Fetch SD 1.5 into `target_dir` (models/Stable-diffusion). Returns the file path; UserError on failure."""
@@ -49,6 +63,12 @@ def download_sd15(target_dir: str | None = None,
         return target
     cache_dir = os.path.join(paths.models_path, ".download-cache")
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    problem = _reachable(endpoint)
+    if problem:
+        raise UserError(
+            f"Could not download {SD15_FILE}: {problem}. Check the network connection, or download a checkpoint "
+            f"yourself and put it into {target_dir}."
+        )
     try:
         if progress_callback:
             progress_callback(0.0, f"Downloading {SD15_FILE}")

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from modules import (
+    conditioning,
     devices,
     images,
     infotext_utils,
@@ -24,6 +25,7 @@ from modules import (
     prompt_parser,
     rng,
     scripts,
+    sd_hijack,
     sd_models,
     sd_samplers,
     sd_schedulers,
@@ -317,6 +319,10 @@ class StableDiffusionProcessing:
             self.height,
             opts.emphasis,
             opts.comma_padding_backtrack,
+            opts.sdxl_clip_l_skip,
+            opts.sdxl_refiner_low_aesthetic_score,
+            opts.sdxl_refiner_high_aesthetic_score,
+            sd_hijack.model_hijack.embedding_db.version,
         )
 
     def get_conds_with_caching(self, function, required_prompts, steps, caches, extra_network_data, hires_steps=None):
@@ -346,6 +352,8 @@ class StableDiffusionProcessing:
                                               caches_uc, self.extra_network_data)
         self.c = self.get_conds_with_caching(prompt_parser.get_multicond_learned_conditioning, prompts, total_steps,
                                              caches_c, self.extra_network_data)
+        self.extra_generation_params.update(conditioning.infotext_params(
+            self.sd_model, self.prompts, self.negative_prompts, total_steps, use_old_scheduling=opts.use_old_scheduling))
 
     def get_conds(self):
         return self.c, self.uc
@@ -587,6 +595,7 @@ def process_images(p: StableDiffusionProcessing) -> Processed:
         model = shared.sd_model
         if model is None:
             raise UserError(sd_models.no_checkpoints_message())
+        p.clip_skip = int(opts.CLIP_stop_at_last_layers)  # after overrides: the value this job uses
         p.sd_model_name = model.sd_checkpoint_info.name_for_extra
         p.sd_model_hash = model.sd_model_hash
         p.sd_vae_name, p.sd_vae_hash = sd_vae.vae_name_and_hash(model)
@@ -633,6 +642,7 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
     p.outpath_samples = paths_internal.data_relative(p.outpath_samples)
     p.outpath_grids = paths_internal.data_relative(p.outpath_grids)
 
+    sd_hijack.model_hijack.clear_comments()
     p.setup_prompts()
     n_images = len(p.all_prompts)
     if isinstance(seed, list):
@@ -644,6 +654,8 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
     else:
         p.all_subseeds = [int(subseed) + x for x in range(n_images)]
     p.seed, p.subseed = p.all_seeds[0], p.all_subseeds[0]
+    if not p.do_not_reload_embeddings:
+        sd_hijack.model_hijack.embedding_db.load_textual_inversion_embeddings()
 
     if p.scripts is not None:
         p.scripts.process(p)
@@ -685,6 +697,9 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
                 p.scripts.process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
 
             p.setup_conds()
+            p.extra_generation_params.update(sd_hijack.model_hijack.extra_generation_params)
+            for comment in sd_hijack.model_hijack.comments:
+                p.comment(comment)
 
             if n == 0 and not shared.cmd_opts.no_prompt_history:
                 _write_params_txt(infotext())

@@ -220,12 +220,18 @@ def read_state_dict(checkpoint_file: str) -> dict[str, torch.Tensor]:
     return model_files.read_state_dict(checkpoint_file, device="cpu", allow_unsafe=shared.cmd_opts.disable_safe_unpickle)
 
 
-def _build(info: CheckpointInfo, state_dict: dict[str, torch.Tensor]):
-    from modules import conditioning, model_builder, model_detection
-    from modules.sd_model import StableDiffusionModel, make_alphas_cumprod
+def _inspect(info: CheckpointInfo, state_dict: dict[str, torch.Tensor]):
+    """Family and dimensions of a checkpoint; raises UserError for anything this program cannot load."""
+    from modules import model_detection
 
     model_detection.normalize_state_dict(state_dict)
-    spec = model_detection.resolve_spec(state_dict, info.filename)
+    return model_detection.resolve_spec(state_dict, info.filename)
+
+
+def _build(info: CheckpointInfo, state_dict: dict[str, torch.Tensor], spec):
+    from modules import conditioning, model_builder
+    from modules.sd_model import StableDiffusionModel, make_alphas_cumprod
+
     unet = model_builder.build_unet(state_dict, spec.unet_config)
     vae = model_builder.build_vae(model_builder.vae_state_dict_from_checkpoint(state_dict), spec.vae_config)
     encoders = [conditioning.TextEncoder(model_builder.build_text_encoder(state_dict, te), te)
@@ -254,7 +260,7 @@ def is_v_prediction_sd2(unet, spec) -> bool:
 
 def load_model(checkpoint_info: CheckpointInfo | None = None) -> Any:
     """Load a checkpoint (or reuse it if already loaded), make it current, keep at most sd_checkpoints_limit."""
-    from modules import script_callbacks, sd_vae
+    from modules import conditioning, script_callbacks, sd_vae
 
     checkpoint_info = checkpoint_info or select_checkpoint()
     with model_data.lock:
@@ -267,8 +273,18 @@ def load_model(checkpoint_info: CheckpointInfo | None = None) -> Any:
         if not os.path.isfile(checkpoint_info.filename):
             raise NotFoundError(f"Checkpoint file {checkpoint_info.filename} no longer exists; refresh the list.")
         state_dict = read_state_dict(checkpoint_info.filename)
+        spec = _inspect(checkpoint_info, state_dict)
         t_read = time.perf_counter()
-        model = _build(checkpoint_info, state_dict)
+        # Make room before building: peak memory of one model, not two. A file that cannot be loaded has been
+        # refused above, before anything was dropped; if building still fails, the previous model comes back.
+        previous = [m.sd_checkpoint_info for m in model_data.loaded_sd_models]
+        _free_room_for_one()
+        try:
+            model = _build(checkpoint_info, state_dict, spec)
+        except Exception:
+            del state_dict
+            _restore_after_failure(previous)
+            raise
         del state_dict
         checkpoint_info.calculate_shorthash()
         model.sd_checkpoint_info = checkpoint_info
@@ -282,14 +298,24 @@ def load_model(checkpoint_info: CheckpointInfo | None = None) -> Any:
         attention.apply(model)
         t_build = time.perf_counter()
 
-        _free_room_for_one()
         model_data.set_sd_model(model)
         _activate(model)
         sd_vae.reload_vae_weights(model)
+        model.cond_stage_model_empty_prompt = conditioning.empty_prompt_conditioning(model)
         log.info("Loaded %s in %.2fs (read %.2fs, build %.2fs)", checkpoint_info.title, time.perf_counter() - t0,
                  t_read - t0, t_build - t_read)
         script_callbacks.model_loaded_callback(model)
         return model
+
+
+def _restore_after_failure(previous: list[CheckpointInfo]) -> None:
+    if model_data.sd_model is not None or not previous:
+        return
+    try:
+        log.warning("Loading failed; going back to %s", previous[-1].title)
+        load_model(previous[-1])
+    except Exception as e:  # the original error is the one to report
+        log.error("Could not reload %s either: %s", previous[-1].title, e)
 
 
 def _activate(model: Any) -> None:

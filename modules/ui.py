@@ -183,7 +183,7 @@ def create_ui() -> gr.Blocks:
         if not shared.cmd_opts.no_download_sd_model:
             with gr.Row(visible=not sd_models.checkpoints_list) as download_row:
                 download = gr.Button("Download Stable Diffusion 1.5 (4 GB)", elem_id="download_sd15")
-            download.click(download_sd15, outputs=[message, checkpoint]).then(
+            download.click(download_sd15, outputs=[message, checkpoint], api_name="download_sd15").then(
                 lambda: gr.update(visible=not sd_models.checkpoints_list), outputs=[download_row])
         with gr.Tabs(elem_id="tabs"):
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):

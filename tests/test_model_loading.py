@@ -84,12 +84,32 @@ def test_unknown_checkpoint_title_is_a_clear_error(models):
 
 
 def test_switching_frees_the_previous_model(models):
+    import gc
+    import weakref
+
     shared.opts.sd_checkpoints_limit = 1
-    first = sd_models.load_model(sd_models.find_checkpoint(models["sd1"].name))
+    first = weakref.ref(sd_models.load_model(sd_models.find_checkpoint(models["sd1"].name)))
     second = sd_models.load_model(sd_models.find_checkpoint(models["sdxl"].name))
     assert sd_models.model_data.loaded_sd_models == [second]
     assert shared.opts.sd_model_checkpoint == second.sd_checkpoint_info.title
-    del first
+    gc.collect()
+    assert first() is None, "the previous model is still referenced somewhere"
+
+
+def test_a_file_that_cannot_be_loaded_keeps_the_current_model(models, tmp_path):
+    current = sd_models.load_model(sd_models.find_checkpoint(models["sd1"].name))
+    from safetensors.torch import save_file
+
+    bad = models["sd1"].parent / "not-a-model.safetensors"
+    save_file({"just.a.tensor": torch.zeros(2)}, str(bad))
+    try:
+        sd_models.list_models()
+        with pytest.raises(UserError, match="not a Stable Diffusion"):
+            sd_models.load_model(sd_models.find_checkpoint(bad.name))
+        assert shared.sd_model is current
+    finally:
+        bad.unlink()
+        sd_models.list_models()
 
 
 def test_cache_keeps_two_models_with_limit_two(models):
