@@ -160,9 +160,10 @@ add("--unload-gfpgan", action="store_true", help="does nothing")
 add("--deepdanbooru", action="store_true", help="does nothing")
 
 # extensions
-add("--enable-insecure-extension-access", action="store_true")
-add("--disable-all-extensions", action="store_true")
-add("--disable-extra-extensions", action="store_true")
+add("--enable-insecure-extension-access", action="store_true",
+    help="allow the Extensions tab to install/update/enable extensions on a server reachable from other machines")
+add("--disable-all-extensions", action="store_true", help="load no extensions (not even built-in ones)")
+add("--disable-extra-extensions", action="store_true", help="load only built-in extensions")
 add("--skip-version-check", action="store_true")
 
 # Flags that act. Everything not listed here or in NOOP is "pending".
@@ -177,8 +178,14 @@ ACTIVE = {
     "reinstall_torch", "reinstall_xformers", "exit", "do_not_download_clip", "filenames_max_length",
     "unix_filenames_sanitization", "no_prompt_history", "test_server", "skip_python_version_check",
     "freeze_settings", "freeze_specific_settings", "nowebui", "skip_load_model_at_start", "ui_debug_mode",
+<<<<<<< HEAD
     "timeout_keep_alive", "tls_keyfile", "tls_certfile", "subpath", "gradio_allowed_path", "api", "api_auth",
     "api_log", "api_server_stop", "cors_allow_origins", "cors_allow_origins_regex", "hypernetwork_dir",
+=======
+    "timeout_keep_alive", "tls_keyfile", "tls_certfile", "subpath", "gradio_allowed_path",
+    "enable_insecure_extension_access", "disable_all_extensions", "disable_extra_extensions", "update_all_extensions",
+    "allow_code", "localizations_dir",
+>>>>>>> ext
 }
 NOOP = {
     "max_batch_count", "always_batch_cond_uncond", "unload_gfpgan", "deepdanbooru", "show_negative_prompt",
@@ -189,11 +196,8 @@ NOOP = {
 PENDING_REASON: dict[str, str] = {}
 for _dest in ("share", "gradio_auth", "gradio_auth_path", "theme", "hide_ui_dir_config", "freeze_settings_in_sections",
               "use_textbox_seed", "ui_config_file", "gradio_debug", "no_gradio_queue", "ngrok", "ngrok_options",
-              "localizations_dir", "disable_tls_verify"):
+              "disable_tls_verify"):
     PENDING_REASON[_dest] = "web UI"
-for _dest in ("enable_insecure_extension_access", "disable_all_extensions", "disable_extra_extensions",
-              "update_all_extensions"):
-    PENDING_REASON[_dest] = "extensions"
 for _dest in ("esrgan_models_path", "realesrgan_models_path", "dat_models_path", "swinir_models_path",
               "scunet_models_path", "ldsr_models_path", "bsrgan_models_path"):
     PENDING_REASON[_dest] = "upscalers"

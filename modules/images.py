@@ -14,14 +14,13 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 import piexif
 import piexif.helper
 from PIL import Image, PngImagePlugin
 
-from modules import sd_samplers
+from modules import script_callbacks, sd_samplers
 from modules.errors import UserError
 from modules.fileio import atomic_file
 from modules.images_grid import (  # noqa: F401  (A1111 names)
@@ -41,6 +40,7 @@ from modules.images_naming import (  # noqa: F401  (A1111 names)
     sanitize_filename_part,
 )
 from modules.options import current_opts
+from modules.script_callbacks import ImageSaveParams
 
 log = logging.getLogger(__name__)
 
@@ -212,16 +212,6 @@ def save_text(filename: str, text: str) -> None:
     _write_atomically(filename, lambda fp: fp.write(text.encode("utf-8")))
 
 
-@dataclass
-class ImageSaveParams:
-    """What is about to be saved; `before_image_saved` callbacks may change any field (A1111's ImageSaveParams)."""
-
-    image: Image.Image
-    p: Any
-    filename: str
-    pnginfo: dict[str, Any] = field(default_factory=dict)
-
-
 def save_image(
     image: Image.Image,
     path: str,
@@ -283,8 +273,11 @@ def save_image(
         pnginfo[pnginfo_section_name] = info
 
     params = ImageSaveParams(image, p, fullfn, pnginfo)
-    # The before_image_saved / image_saved callbacks belong around this one call.
-    return write_image_files(params, pnginfo_section_name, opts=opts)
+    script_callbacks.before_image_saved_callback(params)  # extensions may change image, filename or pnginfo
+    result = write_image_files(params, pnginfo_section_name, opts=opts)
+    params.filename = result[0]
+    script_callbacks.image_saved_callback(params)
+    return result
 
 
 def _numbered_file_name(

@@ -9,6 +9,7 @@ from typing import Any
 
 from PIL import Image, ImageColor, ImageDraw, ImageFont
 
+from modules import script_callbacks
 from modules.options import current_opts
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,9 @@ def image_grid(imgs: Sequence[Image.Image], batch_size: int = 1, rows: int | Non
     """Paste images into a grid (cells as large as the largest image, smaller ones centred)."""
     opts = opts if opts is not None else current_opts()
     rows, cols = grid_layout(len(imgs), batch_size, rows, opts=opts)
+    params = script_callbacks.ImageGridLoopParams(list(imgs), cols, rows)
+    script_callbacks.image_grid_callback(params)  # extensions may change the images or the layout
+    imgs, cols, rows = params.imgs, params.cols, params.rows
 
     w = max(img.width for img in imgs)
     h = max(img.height for img in imgs)

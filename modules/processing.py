@@ -25,6 +25,7 @@ from modules import (
     paths_internal,
     prompt_parser,
     rng,
+    scripts,
     sd_hijack,
     sd_models,
     sd_samplers,
@@ -183,8 +184,9 @@ class StableDiffusionProcessing:
         self.token_merging_ratio = 0
         self.token_merging_ratio_hr = 0
 
-        self.scripts = None
-        self.script_args: list = []
+        self.scripts_value = None
+        self.script_args_value: list | tuple = []
+        self.scripts_setup_complete = False
         self.sampler = None
         self.c = None
         self.uc = None
@@ -223,6 +225,31 @@ class StableDiffusionProcessing:
     @property
     def sd_model(self):
         return shared.sd_model
+
+    # Scripts' setup() runs once both the runner and its arguments are set (as A1111).
+    @property
+    def scripts(self):
+        return self.scripts_value
+
+    @scripts.setter
+    def scripts(self, value) -> None:
+        self.scripts_value = value
+        if self.scripts_value and self.script_args_value and not self.scripts_setup_complete:
+            self.setup_scripts()
+
+    @property
+    def script_args(self):
+        return self.script_args_value
+
+    @script_args.setter
+    def script_args(self, value) -> None:
+        self.script_args_value = value
+        if self.scripts_value and self.script_args_value and not self.scripts_setup_complete:
+            self.setup_scripts()
+
+    def setup_scripts(self) -> None:
+        self.scripts_setup_complete = True
+        self.scripts.setup_scrips(self, is_ui=not self.is_api)
 
     @sd_model.setter
     def sd_model(self, value):
@@ -423,6 +450,8 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
         self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
         x = self.rng.next()
+        if self.scripts is not None:
+            self.scripts.process_before_every_sampling(self, x=x, noise=x, c=conditioning, uc=unconditional_conditioning)
         return self.sampler.sample(self, x, conditioning, unconditional_conditioning,
                                    image_conditioning=self.txt2img_image_conditioning(x))
 
@@ -693,23 +722,42 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
             samples = p.sample(conditioning=p.c, unconditional_conditioning=p.uc, seeds=p.seeds,
                                subseeds=p.subseeds, subseed_strength=p.subseed_strength, prompts=p.prompts)
             if p.scripts is not None:
-                p.scripts.post_sample(p, samples)
+                ps = scripts.PostSampleArgs(samples)
+                p.scripts.post_sample(p, ps)
+                samples = ps.samples
 
-            devices.test_for_nans(samples, "unet")
-            x_samples = decode_latent_batch(p.sd_model, samples)
+            if getattr(samples, "already_decoded", False):  # a post_sample script decoded them itself
+                x_samples = samples
+            else:
+                devices.test_for_nans(samples, "unet")
+                x_samples = decode_latent_batch(p.sd_model, samples)
             del samples
 
             if p.scripts is not None:
                 p.scripts.postprocess_batch(p, x_samples, batch_number=n)
+<<<<<<< HEAD
             # infotexts show the prompts as written, extra-network tags included (A1111)
             p.prompts = p.all_prompts[n * bs:(n + 1) * bs]
             p.negative_prompts = p.all_negative_prompts[n * bs:(n + 1) * bs]
+=======
+                p.prompts = p.all_prompts[n * bs:(n + 1) * bs]
+                p.negative_prompts = p.all_negative_prompts[n * bs:(n + 1) * bs]
+                batch_params = scripts.PostprocessBatchListArgs(list(x_samples))
+                p.scripts.postprocess_batch_list(p, batch_params, batch_number=n)
+                x_samples = batch_params.images
+>>>>>>> ext
 
             for i, x_sample in enumerate(x_samples):
                 p.batch_index = i
                 image = tensor_to_pil(x_sample)
                 if p.scripts is not None:
-                    image = p.scripts.postprocess_image(p, image)
+                    pp = scripts.PostprocessImageArgs(image)
+                    p.scripts.postprocess_image(p, pp)
+                    image = pp.image
+                if p.scripts is not None:
+                    pp = scripts.PostprocessImageArgs(image)
+                    p.scripts.postprocess_image_after_composite(p, pp)
+                    image = pp.image
                 text = infotext(i)
                 infotexts.append(text)
                 if p.save_samples():

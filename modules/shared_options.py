@@ -31,6 +31,12 @@ def _sd_checkpoint_choices():
     return sd_models.checkpoint_tiles()
 
 
+def _localization_choices():
+    from modules import localization
+
+    return {"choices": ["None", *localization.localizations]}
+
+
 def _sd_vae_choices():
     from modules import sd_vae
 
@@ -396,7 +402,7 @@ options_templates.update(options_section(("ui_alternatives", "UI alternatives", 
 }))
 
 options_templates.update(options_section(("ui", "User interface", "ui"), {
-    "localization": OptionInfo("None", "Localization", "dropdown", {"choices": ["None"]}).needs_reload_ui(),
+    "localization": OptionInfo("None", "Localization", "dropdown", _localization_choices).needs_reload_ui(),
     "quicksettings_list": OptionInfo(["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"], "Quicksettings list", "multiselect").needs_reload_ui(),
     "ui_tab_order": OptionInfo([], "UI tab order", "multiselect").needs_reload_ui(),
     "hidden_tabs": OptionInfo([], "Hidden UI tabs", "multiselect").needs_reload_ui(),
