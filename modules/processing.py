@@ -735,17 +735,13 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
 
             if p.scripts is not None:
                 p.scripts.postprocess_batch(p, x_samples, batch_number=n)
-<<<<<<< HEAD
             # infotexts show the prompts as written, extra-network tags included (A1111)
             p.prompts = p.all_prompts[n * bs:(n + 1) * bs]
             p.negative_prompts = p.all_negative_prompts[n * bs:(n + 1) * bs]
-=======
-                p.prompts = p.all_prompts[n * bs:(n + 1) * bs]
-                p.negative_prompts = p.all_negative_prompts[n * bs:(n + 1) * bs]
+            if p.scripts is not None:
                 batch_params = scripts.PostprocessBatchListArgs(list(x_samples))
                 p.scripts.postprocess_batch_list(p, batch_params, batch_number=n)
                 x_samples = batch_params.images
->>>>>>> ext
 
             for i, x_sample in enumerate(x_samples):
                 p.batch_index = i
