@@ -32,7 +32,7 @@ def setup_logging() -> None:
 
 def initialize() -> None:
     """Everything the UI and API need before serving, in dependency order."""
-    from modules import cmd_args, devices, images_naming, safe, sd_models, sd_vae, shared, styles
+    from modules import cmd_args, devices, images_naming, safe, sd_models, sd_vae, shared, styles, upscaler
 
     cmd_args.warn_pending(cmd_opts)
     devices.configure(cmd_opts)
@@ -44,6 +44,7 @@ def initialize() -> None:
                                                                                      "styles.csv")])
     sd_models.list_models()
     sd_vae.refresh_vae_list()
+    upscaler.load_upscalers()
     shared.opts.onchange("sd_model_checkpoint", sd_models.apply_checkpoint_setting, call=False)
     shared.opts.onchange("sd_vae", lambda: sd_vae.reload_vae_weights() if sd_models.model_data.sd_model else None,
                          call=False)

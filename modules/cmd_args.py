@@ -178,11 +178,12 @@ ACTIVE = {
     "unix_filenames_sanitization", "no_prompt_history", "test_server", "skip_python_version_check",
     "freeze_settings", "freeze_specific_settings", "nowebui", "skip_load_model_at_start", "ui_debug_mode",
     "timeout_keep_alive", "tls_keyfile", "tls_certfile", "subpath", "gradio_allowed_path",
+    "esrgan_models_path", "realesrgan_models_path", "dat_models_path", "swinir_models_path",
 }
 NOOP = {
     "max_batch_count", "always_batch_cond_uncond", "unload_gfpgan", "deepdanbooru", "show_negative_prompt",
     "gradio_img2img_tool", "gradio_inpaint_tool", "gradio_queue", "ngrok_region", "add_stop_route",
-    "enable_console_prompts",
+    "enable_console_prompts", "bsrgan_models_path",
 }
 # dest → what the flag is waiting for (shown in docs/flags.md)
 PENDING_REASON: dict[str, str] = {}
@@ -195,9 +196,8 @@ for _dest in ("share", "gradio_auth", "gradio_auth_path", "theme", "hide_ui_dir_
 for _dest in ("enable_insecure_extension_access", "disable_all_extensions", "disable_extra_extensions",
               "update_all_extensions"):
     PENDING_REASON[_dest] = "extensions"
-for _dest in ("esrgan_models_path", "realesrgan_models_path", "dat_models_path", "swinir_models_path",
-              "scunet_models_path", "ldsr_models_path", "bsrgan_models_path"):
-    PENDING_REASON[_dest] = "upscalers"
+for _dest in ("scunet_models_path", "ldsr_models_path"):
+    PENDING_REASON[_dest] = "ScuNET and LDSR upscalers are not provided"
 for _dest in ("hypernetwork_dir",):
     PENDING_REASON[_dest] = "hypernetworks"
 for _dest in ("gfpgan_dir", "gfpgan_model", "gfpgan_models_path", "codeformer_models_path"):
