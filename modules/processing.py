@@ -507,7 +507,9 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
             return
         self.extra_generation_params["Denoising strength"] = self.denoising_strength
         if self.hr_checkpoint_info is not None:
-            self.extra_generation_params["Hires checkpoint"] = self.hr_checkpoint_info.short_title
+            info = self.hr_checkpoint_info
+            # read when the infotext is written: loading the checkpoint for the hires pass computes its hash
+            self.extra_generation_params["Hires checkpoint"] = lambda **kwargs: info.short_title
         if self.hr_sampler_name is not None and self.hr_sampler_name != self.sampler_name:
             self.extra_generation_params["Hires sampler"] = self.hr_sampler_name
 
