@@ -403,6 +403,17 @@ class StableDiffusionProcessing:
         return image_conditioning.to(devices.device).type(self.sd_model.dtype)
 
 
+def _whole_number(value: Any) -> int | None:
+    """An int from an int or an integral float (UI sliders send 1024.0); None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def _unless_same(value: str | None, same: str) -> str | None:
     """The UI's "Use same ..." choice (and an empty value) means None: use the first pass's."""
     return None if value in (None, "", same) else value
@@ -483,9 +494,10 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
         if not 0 <= float(self.denoising_strength) <= 1:
             raise UserError(f"Hires denoising strength must be between 0 and 1 (got {self.denoising_strength}).")
         for name in ("hr_resize_x", "hr_resize_y", "hr_second_pass_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise UserError(f"{name} must be a whole number of at least 0 (got {value!r}).")
+            value = _whole_number(getattr(self, name))
+            if value is None or value < 0:
+                raise UserError(f"{name} must be a whole number of at least 0 (got {getattr(self, name)!r}).")
+            setattr(self, name, value)
         if self.hr_resize_x == 0 and self.hr_resize_y == 0 and not float(self.hr_scale) > 0:
             raise UserError(f"Hires upscale factor must be greater than 0 (got {self.hr_scale}).")
         if self.hr_upscaler is not None and self.hr_upscaler not in shared.latent_upscale_modes:
@@ -839,8 +851,10 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
                             f"3 latent nothing; got {self.inpainting_fill!r}.")
         if not 0 <= float(self.denoising_strength) <= 1:
             raise UserError(f"Denoising strength must be between 0 and 1 (got {self.denoising_strength}).")
-        if self.mask_blur_x < 0 or self.mask_blur_y < 0 or self.inpaint_full_res_padding < 0:
-            raise UserError("Mask blur and masked area padding must not be negative.")
+        padding = _whole_number(self.inpaint_full_res_padding)
+        if self.mask_blur_x < 0 or self.mask_blur_y < 0 or padding is None or padding < 0:
+            raise UserError("Mask blur and masked area padding must not be negative (padding: whole pixels).")
+        self.inpaint_full_res_padding = padding
         if len(self.init_images) > 1 and len(self.init_images) > self.batch_size:
             raise UserError(f"bad number of images passed: {len(self.init_images)}; expecting {self.batch_size} "
                             "or less")

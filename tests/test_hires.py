@@ -215,3 +215,6 @@ def test_bad_hires_parameters(sd1):
                                                     hr_scheduler="Use same scheduler",
                                                     hr_checkpoint_name="Use same checkpoint")
     assert p.hr_sampler_name is None and p.hr_scheduler is None and p.hr_checkpoint_name is None
+    p = processing.StableDiffusionProcessingTxt2Img(**{**COMMON, "enable_hr": True, "hr_resize_x": 96.0})
+    p.validate()  # UI sliders send floats
+    assert p.hr_resize_x == 96 and isinstance(p.hr_resize_x, int)

@@ -277,6 +277,7 @@ def test_one_pixel_image_and_bad_parameters(sd1):
         ({"denoising_strength": 1.5}, "between 0 and 1"),
         ({"mask": "x"}, "mask must be an image"),
         ({"init_images": [blocks(0)] * 3, "batch_size": 2}, "bad number of images passed: 3"),
+        ({"inpaint_full_res_padding": 2.5}, "padding: whole pixels"),
     ):
         with pytest.raises(UserError, match=message):
             processing.process_images(make(**kwargs))
