@@ -6,26 +6,23 @@ API build a processing object and render the result; nothing here knows about gr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
 import os
 import random
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from modules import (
-    color_correction,
     devices,
+    hires_fix,
     images,
-    images_ops,
     infotext_utils,
-    masking,
     paths_internal,
+    processing_img2img,
     prompt_parser,
     rng,
     sd_models,
@@ -366,63 +363,22 @@ class StableDiffusionProcessing:
         mask = torch.ones(x.shape[0], 1, *latent.shape[2:], device=latent.device, dtype=latent.dtype)
         return torch.cat([mask, latent], dim=1).to(x.dtype)
 
-    def img2img_image_conditioning(self, source_image: torch.Tensor, latent_image: torch.Tensor,
+    def img2img_image_conditioning(self, source_image: torch.Tensor | None, latent_image: torch.Tensor,
                                    image_mask: Image.Image | torch.Tensor | None = None,
                                    round_image_mask: bool = True) -> torch.Tensor:
-        """Extra UNet input channels for an img2img pass from `source_image` (in [-1, 1]): the mask and the
-        masked image's latent for inpainting models, a dummy for the others."""
-        if not self.sd_model.is_inpaint:
-            return latent_image.new_zeros(latent_image.shape[0], 5, 1, 1)
-        return self.inpainting_image_conditioning(devices.cond_cast_float(source_image), latent_image,
-                                                  image_mask=image_mask, round_image_mask=round_image_mask)
+        """Extra UNet input channels for an img2img pass from `source_image` (in [-1, 1]): mask and masked-image
+        latent for inpainting models, a dummy for the others."""
+        return processing_img2img.image_conditioning(self, source_image, latent_image, image_mask, round_image_mask)
 
     def inpainting_image_conditioning(self, source_image: torch.Tensor, latent_image: torch.Tensor,
                                       image_mask: Image.Image | torch.Tensor | None = None,
                                       round_image_mask: bool = True) -> torch.Tensor:
-        """[mask, latent of the masked image] (B, 1 + 4, h, w). The masked image blends from the source towards
-        the source with the masked area blanked by `inpainting_mask_weight` (1 = fully blanked)."""
-        self.is_using_inpainting_conditioning = True
-        if image_mask is None:
-            conditioning_mask = source_image.new_ones(1, 1, *source_image.shape[-2:])
-        elif torch.is_tensor(image_mask):
-            conditioning_mask = image_mask
-        else:
-            arr = np.asarray(image_mask.convert("L"), dtype=np.float32) / 255.0
-            conditioning_mask = torch.from_numpy(arr[None, None].copy())
-            if round_image_mask:
-                conditioning_mask = torch.round(conditioning_mask)
-        conditioning_mask = conditioning_mask.to(device=source_image.device, dtype=source_image.dtype)
-        if conditioning_mask.shape[-2:] != source_image.shape[-2:]:
-            conditioning_mask = torch.nn.functional.interpolate(conditioning_mask, size=source_image.shape[-2:])
-        weight = getattr(self, "inpainting_mask_weight", opts.inpainting_mask_weight)
-        conditioning_image = torch.lerp(source_image, source_image * (1.0 - conditioning_mask), weight)
-        conditioning_image = sd_vae.encode_latents(self.sd_model, conditioning_image)
-        conditioning_mask = torch.nn.functional.interpolate(conditioning_mask, size=latent_image.shape[-2:])
-        conditioning_mask = conditioning_mask.expand(conditioning_image.shape[0], -1, -1, -1)
-        image_conditioning = torch.cat([conditioning_mask, conditioning_image.to(conditioning_mask)], dim=1)
-        return image_conditioning.to(devices.device).type(self.sd_model.dtype)
+        """[mask, latent of the masked image] weighted by inpainting_mask_weight (B, 1 + 4, h, w)."""
+        return processing_img2img.inpainting_image_conditioning(self, source_image, latent_image, image_mask,
+                                                                round_image_mask)
 
 
-def _whole_number(value: Any) -> int | None:
-    """An int from an int or an integral float (UI sliders send 1024.0); None for anything else."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
-def _unless_same(value: str | None, same: str) -> str | None:
-    """The UI's "Use same ..." choice (and an empty value) means None: use the first pass's."""
-    return None if value in (None, "", same) else value
-
-
-def old_hires_fix_first_pass_dimensions(width: int, height: int) -> tuple[int, int]:
-    """The first-pass size the old hires fix derived from the final size: about 512×512 pixels, multiples of 64."""
-    scale = math.sqrt(512 * 512 / (width * height))
-    return math.ceil(scale * width / 64) * 64, math.ceil(scale * height / 64) * 64
+old_hires_fix_first_pass_dimensions = hires_fix.old_hires_fix_first_pass_dimensions
 
 
 class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
@@ -460,9 +416,9 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
         self.hr_second_pass_steps = hr_second_pass_steps
         self.hr_resize_x = hr_resize_x
         self.hr_resize_y = hr_resize_y
-        self.hr_checkpoint_name = _unless_same(hr_checkpoint_name, "Use same checkpoint")
-        self.hr_sampler_name = _unless_same(hr_sampler_name, "Use same sampler")
-        self.hr_scheduler = _unless_same(hr_scheduler, "Use same scheduler")
+        self.hr_checkpoint_name = hires_fix.unless_same(hr_checkpoint_name, "Use same checkpoint")
+        self.hr_sampler_name = hires_fix.unless_same(hr_sampler_name, "Use same sampler")
+        self.hr_scheduler = hires_fix.unless_same(hr_scheduler, "Use same scheduler")
         self.hr_prompt = hr_prompt
         self.hr_negative_prompt = hr_negative_prompt
         self.force_task_id = force_task_id
@@ -489,121 +445,18 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
 
     def validate(self) -> None:
         super().validate()
-        if not self.enable_hr:
-            return
-        if not 0 <= float(self.denoising_strength) <= 1:
-            raise UserError(f"Hires denoising strength must be between 0 and 1 (got {self.denoising_strength}).")
-        for name in ("hr_resize_x", "hr_resize_y", "hr_second_pass_steps"):
-            value = _whole_number(getattr(self, name))
-            if value is None or value < 0:
-                raise UserError(f"{name} must be a whole number of at least 0 (got {getattr(self, name)!r}).")
-            setattr(self, name, value)
-        if self.hr_resize_x == 0 and self.hr_resize_y == 0 and not float(self.hr_scale) > 0:
-            raise UserError(f"Hires upscale factor must be greater than 0 (got {self.hr_scale}).")
-        if self.hr_upscaler is not None and self.hr_upscaler not in shared.latent_upscale_modes:
-            from modules import upscaler
-
-            upscaler.find_upscaler(self.hr_upscaler)
-        if self.hr_sampler_name is not None:
-            self.hr_sampler_name, scheduler = sd_samplers.resolve_sampler_and_scheduler(self.hr_sampler_name,
-                                                                                        self.hr_scheduler)
-            if self.hr_scheduler is not None or scheduler != "Automatic":
-                self.hr_scheduler = scheduler
-        elif self.hr_scheduler is not None:
-            self.hr_scheduler = sd_samplers.resolve_sampler_and_scheduler(self.sampler_name, self.hr_scheduler)[1]
-        if self.hr_checkpoint_name:
-            self.hr_checkpoint_info = sd_models.find_checkpoint(self.hr_checkpoint_name)
+        hires_fix.validate(self)
 
     def init(self, all_prompts, all_seeds, all_subseeds) -> None:
-        if not self.enable_hr:
-            return
-        self.extra_generation_params["Denoising strength"] = self.denoising_strength
-        if self.hr_checkpoint_info is not None:
-            info = self.hr_checkpoint_info
-            # read when the infotext is written: loading the checkpoint for the hires pass computes its hash
-            self.extra_generation_params["Hires checkpoint"] = lambda **kwargs: info.short_title
-        if self.hr_sampler_name is not None and self.hr_sampler_name != self.sampler_name:
-            self.extra_generation_params["Hires sampler"] = self.hr_sampler_name
-
-        def hr_prompt_if_different(p, index, prompt_text, **kwargs):
-            return p.all_hr_prompts[index] if p.all_hr_prompts[index] != prompt_text else None
-
-        def hr_negative_prompt_if_different(p, index, negative_prompt, **kwargs):
-            return p.all_hr_negative_prompts[index] if p.all_hr_negative_prompts[index] != negative_prompt else None
-
-        self.extra_generation_params["Hires prompt"] = hr_prompt_if_different
-        self.extra_generation_params["Hires negative prompt"] = hr_negative_prompt_if_different
-        self.extra_generation_params["Hires schedule type"] = None  # filled by the hires pass when it differs
-        if self.hr_scheduler is None:
-            self.hr_scheduler = self.scheduler
-
-        name = self.hr_upscaler if self.hr_upscaler is not None else shared.latent_upscale_default_mode
-        self.latent_scale_mode = shared.latent_upscale_modes.get(name)
-        self.calculate_target_resolution()
-
-        if not state.processing_has_refined_job_count:
-            if state.job_count <= 0:
-                state.job_count = self.n_iter
-            state.job_count *= 2  # every image is two jobs: first pass and hires pass
-            state.processing_has_refined_job_count = True
-        if self.hr_second_pass_steps:
-            self.extra_generation_params["Hires steps"] = self.hr_second_pass_steps
-        if self.hr_upscaler is not None:
-            self.extra_generation_params["Hires upscaler"] = self.hr_upscaler
+        if self.enable_hr:
+            hires_fix.init(self)
 
     def calculate_target_resolution(self) -> None:
-        """hr_upscale_to_x/y and, when both resize sides are given, the latent rows/columns to crop (cover and
-        crop: scale to cover the requested size keeping the aspect ratio, then crop the overflow evenly)."""
-        if opts.use_old_hires_fix_width_height and self.applied_old_hires_behavior_to != (self.width, self.height):
-            self.hr_resize_x = self.width
-            self.hr_resize_y = self.height
-            self.hr_upscale_to_x = self.width
-            self.hr_upscale_to_y = self.height
-            self.width, self.height = old_hires_fix_first_pass_dimensions(self.width, self.height)
-            self.applied_old_hires_behavior_to = (self.width, self.height)
-
-        if self.hr_resize_x == 0 and self.hr_resize_y == 0:
-            self.extra_generation_params["Hires upscale"] = self.hr_scale
-            self.hr_upscale_to_x = int(self.width * self.hr_scale)
-            self.hr_upscale_to_y = int(self.height * self.hr_scale)
-            return
-
-        self.extra_generation_params["Hires resize"] = f"{self.hr_resize_x}x{self.hr_resize_y}"
-        if self.hr_resize_y == 0:
-            self.hr_upscale_to_x = self.hr_resize_x
-            self.hr_upscale_to_y = self.hr_resize_x * self.height // self.width
-        elif self.hr_resize_x == 0:
-            self.hr_upscale_to_x = self.hr_resize_y * self.width // self.height
-            self.hr_upscale_to_y = self.hr_resize_y
-        else:
-            if self.width / self.height < self.hr_resize_x / self.hr_resize_y:
-                self.hr_upscale_to_x = self.hr_resize_x
-                self.hr_upscale_to_y = self.hr_resize_x * self.height // self.width
-            else:
-                self.hr_upscale_to_x = self.hr_resize_y * self.width // self.height
-                self.hr_upscale_to_y = self.hr_resize_y
-            self.truncate_x = (self.hr_upscale_to_x - self.hr_resize_x) // opt_f
-            self.truncate_y = (self.hr_upscale_to_y - self.hr_resize_y) // opt_f
+        hires_fix.calculate_target_resolution(self)
 
     def setup_prompts(self) -> None:
         super().setup_prompts()
-        if not self.enable_hr:
-            return
-        n = self.batch_size * self.n_iter
-        hr_prompt = self.hr_prompt or self.prompt
-        hr_negative_prompt = self.hr_negative_prompt or self.negative_prompt
-        self.all_hr_prompts = list(hr_prompt) if isinstance(hr_prompt, list) else n * [hr_prompt]
-        self.all_hr_negative_prompts = (
-            list(hr_negative_prompt) if isinstance(hr_negative_prompt, list) else n * [hr_negative_prompt]
-        )
-        if opts.enable_prompt_comments:
-            self.all_hr_prompts = [prompt_parser.strip_comments(x) for x in self.all_hr_prompts]
-            self.all_hr_negative_prompts = [prompt_parser.strip_comments(x) for x in self.all_hr_negative_prompts]
-        if shared.prompt_styles is not None and self.styles:
-            self.all_hr_prompts = [shared.prompt_styles.apply_styles_to_prompt(x, self.styles)
-                                   for x in self.all_hr_prompts]
-            self.all_hr_negative_prompts = [shared.prompt_styles.apply_negative_styles_to_prompt(x, self.styles)
-                                            for x in self.all_hr_negative_prompts]
+        hires_fix.setup_prompts(self)
 
     def setup_conds(self) -> None:
         if self.is_hr_pass:  # called again during the hires pass (e.g. by a refiner): only the hires conds
@@ -623,25 +476,7 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
             self.calculate_hr_conds()
 
     def calculate_hr_conds(self) -> None:
-        """Conditioning of the hires prompts, with prompt-editing steps on the hires time base."""
-        if self.hr_c is not None:
-            return
-        hr_prompts = prompt_parser.SdConditioning(self.hr_prompts, width=self.hr_upscale_to_x,
-                                                  height=self.hr_upscale_to_y)
-        hr_negative = prompt_parser.SdConditioning(self.hr_negative_prompts, width=self.hr_upscale_to_x,
-                                                   height=self.hr_upscale_to_y, is_negative_prompt=True)
-        sampler_config = sd_samplers.find_sampler_config(self.hr_sampler_name or self.sampler_name)
-        steps = self.hr_second_pass_steps or self.steps
-        total_steps = sampler_config.total_steps(steps) if sampler_config else steps
-        persistent = opts.persistent_cond_cache
-        caches_uc = [self.cached_hr_uc, self.cached_uc] if persistent else [[None, None]]
-        caches_c = [self.cached_hr_c, self.cached_c] if persistent else [[None, None]]
-        self.hr_uc = self.get_conds_with_caching(prompt_parser.get_learned_conditioning, hr_negative,
-                                                 self.firstpass_steps, caches_uc, self.hr_extra_network_data,
-                                                 total_steps)
-        self.hr_c = self.get_conds_with_caching(prompt_parser.get_multicond_learned_conditioning, hr_prompts,
-                                                self.firstpass_steps, caches_c, self.hr_extra_network_data,
-                                                total_steps)
+        hires_fix.calculate_hr_conds(self)
 
     def get_conds(self):
         if self.is_hr_pass:
@@ -659,7 +494,7 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
         self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
         if self.enable_hr and self.firstpass_image is not None:
-            samples, decoded_samples = self.first_pass_from_image(len(seeds))
+            samples, decoded_samples = hires_fix.first_pass_from_image(self, len(seeds))
         else:
             x = self.rng.next()
             samples = self.sampler.sample(self, x, conditioning, unconditional_conditioning,
@@ -683,89 +518,12 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
         finally:
             sd_models.reload_model_weights(info=first_model)
 
-    def first_pass_from_image(self, batch_size: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """A given first-pass image (the UI's "Upscale" button) instead of generating one: (latents for a latent
-        upscale, else None; pixels in [0, 1] for an image upscaler, else None)."""
-        image = images.flatten(self.firstpass_image, opts.img2img_background_color)
-        pixels = torch.from_numpy(np.moveaxis(np.asarray(image, dtype=np.float32) / 255.0, 2, 0).copy())
-        pixels = pixels[None].expand(batch_size, -1, -1, -1)
-        if self.latent_scale_mode is None:
-            return None, pixels
-        return sd_vae.encode_images(self.sd_model, pixels.to(devices.device)), None
-
     def save_before_highres(self, image: Image.Image | torch.Tensor, index: int) -> None:
-        """Setting save_images_before_highres_fix: save the first-pass image (decoding a latent batch if needed)."""
-        if not self.save_samples() or not opts.save_images_before_highres_fix:
-            return
-        if not isinstance(image, Image.Image):
-            image = tensor_to_pil(decode_latent_batch(self.sd_model, image[index:index + 1])[0])
-        info = create_infotext(self, self.all_prompts, self.all_seeds, self.all_subseeds, [],
-                               iteration=self.iteration, position_in_batch=index)
-        images.save_image(image, self.outpath_samples, "", self.seeds[index], self.prompts[index],
-                          opts.samples_format, info=info, p=self, suffix="-before-highres-fix")
+        hires_fix.save_before_highres(self, image, index)
 
     def sample_hr_pass(self, samples, decoded_samples, seeds, subseeds, subseed_strength, prompts):
-        """Upscale the first pass to the target size and run img2img over it; returns decoded images in [0, 1]
-        (marked `already_decoded`), decoded by the hires model."""
-        if state.interrupted:
-            return samples
-        self.is_hr_pass = True
-        try:
-            target_width, target_height = self.hr_upscale_to_x, self.hr_upscale_to_y
-            self.sampler = sd_samplers.create_sampler(self.hr_sampler_name or self.sampler_name, self.sd_model)
-            source = None  # pixels in [-1, 1] for an inpainting model's conditioning
-            if self.latent_scale_mode is not None:
-                for i in range(samples.shape[0]):
-                    self.save_before_highres(samples, i)
-                samples = torch.nn.functional.interpolate(
-                    samples, size=(target_height // opt_f, target_width // opt_f),
-                    mode=self.latent_scale_mode["mode"], antialias=self.latent_scale_mode["antialias"])
-            else:
-                batch_images = []
-                for i, x_sample in enumerate(decoded_samples):
-                    image = tensor_to_pil(x_sample)
-                    self.save_before_highres(image, i)
-                    image = images.resize_image(0, image, target_width, target_height, upscaler_name=self.hr_upscaler)
-                    batch_images.append(np.moveaxis(np.asarray(image, dtype=np.float32) / 255.0, 2, 0))
-                pixels = torch.from_numpy(np.stack(batch_images)).to(devices.device)
-                samples = sd_vae.encode_images(self.sd_model, pixels)
-                source = pixels * 2 - 1
-            state.nextjob()
-
-            ty, tx = self.truncate_y, self.truncate_x
-            samples = samples[:, :, ty // 2:samples.shape[2] - (ty + 1) // 2, tx // 2:samples.shape[3] - (tx + 1) // 2]
-            if source is not None:
-                source = source[:, :, ty // 2 * opt_f:(samples.shape[2] + ty // 2) * opt_f,
-                                tx // 2 * opt_f:(samples.shape[3] + tx // 2) * opt_f]
-            if not self.sd_model.is_inpaint:
-                image_conditioning = self.img2img_image_conditioning(None, samples)
-            elif source is not None:
-                image_conditioning = self.img2img_image_conditioning(source, samples)
-            elif getattr(self, "inpainting_mask_weight", opts.inpainting_mask_weight) < 1.0:
-                image_conditioning = self.img2img_image_conditioning(
-                    self.sd_model.decode_first_stage(samples).float(), samples)
-            else:
-                image_conditioning = self.txt2img_image_conditioning(
-                    samples, width=samples.shape[3] * opt_f, height=samples.shape[2] * opt_f)
-
-            self.rng = rng.ImageRNG(samples.shape[1:], self.seeds, subseeds=self.subseeds,
-                                    subseed_strength=self.subseed_strength,
-                                    seed_resize_from_h=self.seed_resize_from_h,
-                                    seed_resize_from_w=self.seed_resize_from_w)
-            noise = self.rng.next()
-            self.calculate_hr_conds()
-            if self.scripts is not None and hasattr(self.scripts, "before_hr"):
-                self.scripts.before_hr(self)
-            samples = self.sampler.sample_img2img(self, samples, noise, self.hr_c, self.hr_uc,
-                                                  steps=self.hr_second_pass_steps or self.steps,
-                                                  image_conditioning=image_conditioning)
-            self.sampler = None
-            devices.test_for_nans(samples, "unet")
-            decoded = decode_latent_batch(self.sd_model, samples)
-            decoded.already_decoded = True
-            return decoded
-        finally:
-            self.is_hr_pass = False
+        """Upscale the first pass and re-draw it at the target size; returns decoded images (`already_decoded`)."""
+        return hires_fix.sample_hr_pass(self, samples, decoded_samples)
 
 
 class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
@@ -837,144 +595,10 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
 
     def validate(self) -> None:
         super().validate()
-        if not self.init_images:
-            raise UserError("img2img needs an init image: none was given.")
-        if not all(isinstance(img, Image.Image) for img in self.init_images):
-            raise UserError("Every init image must be an image (got something else).")
-        if self.image_mask is not None and not isinstance(self.image_mask, Image.Image):
-            raise UserError("The inpainting mask must be an image.")
-        if self.resize_mode not in (0, 1, 2, 3):
-            modes = ", ".join(f"{i} {name}" for i, name in enumerate(images_ops.RESIZE_MODES))
-            raise UserError(f"Resize mode must be one of {modes}; got {self.resize_mode!r}.")
-        if self.inpainting_fill not in (0, 1, 2, 3):
-            raise UserError(f"Masked content (inpainting_fill) must be 0 fill, 1 original, 2 latent noise or "
-                            f"3 latent nothing; got {self.inpainting_fill!r}.")
-        if not 0 <= float(self.denoising_strength) <= 1:
-            raise UserError(f"Denoising strength must be between 0 and 1 (got {self.denoising_strength}).")
-        padding = _whole_number(self.inpaint_full_res_padding)
-        if self.mask_blur_x < 0 or self.mask_blur_y < 0 or padding is None or padding < 0:
-            raise UserError("Mask blur and masked area padding must not be negative (padding: whole pixels).")
-        self.inpaint_full_res_padding = padding
-        if len(self.init_images) > 1 and len(self.init_images) > self.batch_size:
-            raise UserError(f"bad number of images passed: {len(self.init_images)}; expecting {self.batch_size} "
-                            "or less")
-
-    def prepare_mask(self) -> tuple[Image.Image | None, tuple[int, int, int, int] | None]:
-        """The processing-size mask (binarised, inverted, blurred; cropped for "only masked") and the crop
-        region; sets `mask_for_overlay` and the mask infotext fields."""
-        if self.image_mask is None:
-            return None, None
-        image_mask = self.image_mask
-        first = self.init_images[0]
-        if self.inpaint_full_res and image_mask.size != first.size:
-            # the crop rectangle is found on the mask and cut from the image: a mask of another size is
-            # stretched over the image first (whole-picture masks are resized like the image, as A1111 does)
-            image_mask = image_mask.resize(first.size, resample=images_ops.LANCZOS)
-        image_mask = masking.create_binary_mask(image_mask, round=self.mask_round)
-        if self.inpainting_mask_invert:
-            image_mask = ImageOps.invert(image_mask)
-            self.extra_generation_params["Mask mode"] = "Inpaint not masked"
-        image_mask = masking.blur_mask(image_mask, self.mask_blur_x, self.mask_blur_y)
-        if self.mask_blur_x > 0 or self.mask_blur_y > 0:
-            self.extra_generation_params["Mask blur"] = self.mask_blur
-        if image_mask.getbbox() is None:
-            message = "The inpainting mask is empty (all black): nothing is inpainted."
-            if self.inpaint_full_res:
-                message = ('Unable to perform "Inpaint Only mask" because mask is blank, switch to img2img mode.')
-            log.info(message)
-            self.comment(message)
-
-        if self.inpaint_full_res:
-            self.mask_for_overlay = image_mask
-            crop_region = masking.get_crop_region_v2(image_mask, self.inpaint_full_res_padding)
-            if crop_region is None:
-                self.mask_for_overlay = None
-                self.inpaint_full_res = False
-                return None, None
-            crop_region = masking.expand_crop_region(crop_region, self.width, self.height, image_mask.width,
-                                                     image_mask.height)
-            x1, y1, x2, y2 = crop_region
-            image_mask = images_ops.resize_image(2, image_mask.crop(crop_region), self.width, self.height)
-            self.paste_to = (x1, y1, x2 - x1, y2 - y1)
-            self.extra_generation_params["Inpaint area"] = "Only masked"
-            self.extra_generation_params["Masked area padding"] = self.inpaint_full_res_padding
-            return image_mask, crop_region
-
-        image_mask = images_ops.resize_image(self.resize_mode, image_mask, self.width, self.height)
-        doubled = np.clip(np.asarray(image_mask.convert("L")).astype(np.float32) * 2, 0, 255).astype(np.uint8)
-        self.mask_for_overlay = Image.fromarray(doubled)
-        return image_mask, None
+        processing_img2img.validate(self)
 
     def init(self, all_prompts, all_seeds, all_subseeds) -> None:
-        self.extra_generation_params["Denoising strength"] = self.denoising_strength
-        self.image_cfg_scale = self.image_cfg_scale if self.sd_model.cond_stage_key == "edit" else None
-        self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
-
-        image_mask, crop_region = self.prepare_mask()
-        if image_mask is not None:
-            self.overlay_images = []
-        latent_mask = self.latent_mask if self.latent_mask is not None else image_mask
-
-        add_color_corrections = opts.img2img_color_correction and self.color_corrections is None
-        if add_color_corrections:
-            self.color_corrections = []
-        imgs = []
-        for img in self.init_images:
-            if opts.save_init_img:
-                self.init_img_hash = hashlib.md5(img.tobytes()).hexdigest()
-                images.save_image(img, paths_internal.data_relative(opts.outdir_init_images), "",
-                                  forced_filename=self.init_img_hash, save_to_dirs=False, existing_info=img.info)
-            image = images.flatten(img, opts.img2img_background_color)
-            if crop_region is None and self.resize_mode != 3:
-                image = images_ops.resize_image(self.resize_mode, image, self.width, self.height)
-            if image_mask is not None:
-                if self.mask_for_overlay.size != image.size:
-                    self.mask_for_overlay = images_ops.resize_image(self.resize_mode, self.mask_for_overlay,
-                                                                    image.width, image.height)
-                self.overlay_images.append(masking.overlay_image(image, self.mask_for_overlay))
-            if crop_region is not None:
-                image = images_ops.resize_image(2, image.crop(crop_region), self.width, self.height)
-            if image_mask is not None and self.inpainting_fill != 1:
-                fill_mask = latent_mask if latent_mask.size == image.size else latent_mask.resize(image.size)
-                image = masking.fill(image, fill_mask)
-                if self.inpainting_fill == 0:
-                    self.extra_generation_params["Masked content"] = "fill"
-            if add_color_corrections:
-                self.color_corrections.append(color_correction.setup_color_correction(image))
-            imgs.append(np.moveaxis(np.asarray(image, dtype=np.float32) / 255.0, 2, 0))
-
-        if len(imgs) == 1:
-            batch_images = np.repeat(imgs[0][None], self.batch_size, axis=0)
-            if self.overlay_images is not None:
-                self.overlay_images = self.overlay_images * self.batch_size
-            if self.color_corrections is not None and len(self.color_corrections) == 1:
-                self.color_corrections = self.color_corrections * self.batch_size
-        else:
-            self.batch_size = len(imgs)
-            batch_images = np.stack(imgs)
-
-        image = torch.from_numpy(batch_images).to(devices.device, dtype=devices.dtype_vae)
-        self.init_latent = sd_vae.encode_images(self.sd_model, image)
-        if self.resize_mode == 3:
-            self.init_latent = torch.nn.functional.interpolate(
-                self.init_latent, size=(self.height // opt_f, self.width // opt_f), mode="bilinear")
-
-        if image_mask is not None:
-            latmask = latent_mask.convert("RGB").resize((self.init_latent.shape[3], self.init_latent.shape[2]))
-            latmask = np.asarray(latmask, dtype=np.float32)[:, :, 0] / 255
-            if self.mask_round:
-                latmask = np.around(latmask)
-            latmask = np.tile(latmask[None], (self.init_latent.shape[1], 1, 1))
-            self.mask = torch.asarray(1.0 - latmask).to(devices.device).type(devices.dtype)
-            self.nmask = torch.asarray(latmask).to(devices.device).type(devices.dtype)
-            if self.inpainting_fill == 2:
-                self.extra_generation_params["Masked content"] = "latent noise"
-            elif self.inpainting_fill == 3:
-                self.init_latent = self.init_latent * self.mask
-                self.extra_generation_params["Masked content"] = "latent nothing"
-        self.encoded_latent = self.init_latent
-        self.image_conditioning = self.img2img_image_conditioning(image * 2 - 1, self.init_latent, image_mask,
-                                                                  self.mask_round)
+        processing_img2img.init(self)
 
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
         x = self.rng.next()
@@ -982,10 +606,7 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
             self.extra_generation_params["Noise multiplier"] = self.initial_noise_multiplier
             x = x * self.initial_noise_multiplier
         if self.mask is not None and self.inpainting_fill == 2:
-            # "latent noise": the masked area starts from each image's own seed noise
-            noise = create_random_tensors(self.encoded_latent.shape[1:], seeds[:self.encoded_latent.shape[0]])
-            self.init_latent = self.encoded_latent * self.mask + noise.to(self.encoded_latent) * self.nmask
-
+            processing_img2img.fill_latent_noise(self, seeds)
         samples = self.sampler.sample_img2img(self, self.init_latent, x, conditioning, unconditional_conditioning,
                                               image_conditioning=self.image_conditioning)
         if self.mask is not None:
@@ -1171,60 +792,6 @@ def tensor_to_pil(x: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr)
 
 
-def composite_image(p: StableDiffusionProcessing, index: int, image: Image.Image, text: str) -> Image.Image:
-    """img2img's finishing of image `index` of the batch: colour correction, the original pasted back outside the
-    mask ("only masked" crops first), and the mask / masked composite outputs (settings return_mask,
-    return_mask_composite, save_mask, save_mask_composite)."""
-    mask_for_overlay = getattr(p, "mask_for_overlay", None)
-    overlay = None
-    if opts.overlay_inpaint and p.overlay_images is not None and index < len(p.overlay_images):
-        overlay = p.overlay_images[index]
-    if p.scripts is not None and hasattr(p.scripts, "postprocess_maskoverlay"):
-        from modules import scripts
-
-        args = scripts.PostProcessMaskOverlayArgs(index, mask_for_overlay, overlay)
-        p.scripts.postprocess_maskoverlay(p, args)
-        mask_for_overlay, overlay = args.mask_for_overlay, args.overlay_image
-    corrections = p.color_corrections
-    if overlay is None and mask_for_overlay is None and (corrections is None or index >= len(corrections)):
-        return image
-
-    save = p.save_samples()
-
-    def save_variant(img: Image.Image, suffix: str) -> None:
-        images.save_image(img, p.outpath_samples, "", p.seeds[index], p.prompts[index], opts.samples_format,
-                          info=text, p=p, suffix=suffix)
-
-    if corrections is not None and index < len(corrections):
-        if save and opts.save_images_before_color_correction:
-            save_variant(masking.apply_overlay(image, p.paste_to, overlay)[0], "-before-color-correction")
-        image = color_correction.apply_color_correction(corrections[index], image)
-    image, original_denoised_image = masking.apply_overlay(image, p.paste_to, overlay)
-    if p.scripts is not None and hasattr(p.scripts, "postprocess_image_after_composite"):
-        from modules import scripts
-
-        pp = scripts.PostprocessImageArgs(image)
-        p.scripts.postprocess_image_after_composite(p, pp)
-        image = pp.image
-
-    if mask_for_overlay is not None:
-        if opts.return_mask or opts.save_mask:
-            image_mask = mask_for_overlay.convert("RGB")
-            if save and opts.save_mask:
-                save_variant(image_mask, "-mask")
-            if opts.return_mask:
-                p.extra_result_images.append(image_mask)
-        if opts.return_mask_composite or opts.save_mask_composite:
-            mask = images_ops.resize_image(2, mask_for_overlay, image.width, image.height).convert("L")
-            composite = Image.composite(original_denoised_image.convert("RGBA").convert("RGBa"),
-                                        Image.new("RGBa", image.size), mask).convert("RGBA")
-            if save and opts.save_mask_composite:
-                save_variant(composite, "-mask-composite")
-            if opts.return_mask_composite:
-                p.extra_result_images.append(composite)
-    return image
-
-
 def process_images_inner(p: StableDiffusionProcessing) -> Processed:
     if isinstance(p.prompt, list):
         assert len(p.prompt) > 0
@@ -1320,7 +887,7 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
                 if p.scripts is not None:
                     image = p.scripts.postprocess_image(p, image)
                 text = infotext(i)
-                image = composite_image(p, i, image, text)
+                image = processing_img2img.finish_image(p, i, image, text)  # img2img: overlay, colours, masks
                 infotexts.append(text)
                 if p.save_samples():
                     images.save_image(image, p.outpath_samples, "", p.seeds[i], p.prompts[i], opts.samples_format,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from modules import devices, img2img, masking, processing, rng, sd_models, sd_samplers, sd_vae, shared
+from modules import devices, images_ops, img2img, masking, processing, rng, sd_models, sd_samplers, sd_vae, shared
 from modules.errors import UserError
 
 
@@ -210,7 +210,7 @@ def test_outpainting_with_resize_and_fill(sd1):
     init = blocks(6, 64, 32)
     mask = Image.new("L", (64, 64), 255)
     mask.paste(0, (0, 16, 64, 48))  # everything but the band where the image lands
-    filled = pixels(processing.images_ops.resize_image(2, init, 64, 64))
+    filled = pixels(images_ops.resize_image(2, init, 64, 64))
     _, res = run(init_images=[init], mask=mask, resize_mode=2, inpaint_full_res=False, mask_blur=0,
                  inpainting_fill=1, denoising_strength=0.9, steps=2)
     out = pixels(res.images[0])
