@@ -81,23 +81,21 @@ def vae_roundtrip(model, image: Image.Image) -> np.ndarray:
     return pixels(processing.tensor_to_pil(processing.decode_latent_batch(model, z)[0]))
 
 
-def test_img2img_basic_infotext_and_saved_init_image(sd1, monkeypatch, data_dir):
+def test_batch_infotext_saved_init_image_and_per_image_seeds(sd1, monkeypatch, data_dir):
     monkeypatch.setitem(shared.opts.data, "save_init_img", True)
     init = blocks(0)
-    p, res = run(init_images=[init], denoising_strength=0.6, steps=2)
-    assert len(res.images) == 1 and res.images[0].size == (64, 64)
-    params = res.info.splitlines()[-1]
+    p, batch = run(init_images=[init], batch_size=2, seed=100, sampler_name="Euler a", steps=2,
+                   denoising_strength=0.6)
+    assert len(batch.images) == 2 and batch.images[0].size == (64, 64) and batch.all_seeds == [100, 101]
+    params = batch.infotexts[1].splitlines()[-1]
     md5 = hashlib.md5(init.tobytes()).hexdigest()
-    assert "Denoising strength: 0.6" in params and f"Init image hash: {md5}" in params
+    assert "Seed: 101" in params and "Denoising strength: 0.6" in params and f"Init image hash: {md5}" in params
     assert "Mask blur" not in params and "Masked content" not in params
     assert (data_dir / shared.opts.outdir_init_images / f"{md5}.png").is_file()
     assert p.outpath_samples.endswith(os.path.join("outputs", "img2img-images"))
 
-
-def test_image_in_a_batch_equals_the_same_seed_alone(sd1):
-    _, batch = run(batch_size=2, seed=100, sampler_name="Euler a", steps=2)
-    _, alone = run(seed=101, sampler_name="Euler a", steps=2)
-    assert batch.all_seeds == [100, 101]
+    monkeypatch.setitem(shared.opts.data, "save_init_img", False)
+    _, alone = run(init_images=[init], seed=101, sampler_name="Euler a", steps=2, denoising_strength=0.6)
     # CPU float32 batches are not bit-exact; at most one level per pixel (DESIGN.md "Tolerances that are real")
     assert np.abs(pixels(batch.images[1]) - pixels(alone.images[0])).max() <= 1
 
@@ -184,7 +182,10 @@ def test_inpainting_model_conditioning(inpaint_model, monkeypatch):
     assert "Conditional mask weight: 0.5" in res.info
 
 
-def test_only_masked_crops_processes_and_pastes_back(sd1):
+def test_only_masked_crop_paste_back_colour_correction_and_mask_outputs(sd1, monkeypatch):
+    monkeypatch.setitem(shared.opts.data, "img2img_color_correction", True)
+    monkeypatch.setitem(shared.opts.data, "return_mask", True)
+    monkeypatch.setitem(shared.opts.data, "return_mask_composite", True)
     init = blocks(5, 96, 80)
     mask = square_mask((40, 30, 56, 46), (96, 80))
     p, res = run(init_images=[init], mask=mask, mask_blur=0, inpaint_full_res=True, inpaint_full_res_padding=8,
@@ -196,6 +197,11 @@ def test_only_masked_crops_processes_and_pastes_back(sd1):
     assert np.array_equal(out[outside], pixels(init)[outside])
     assert np.abs(out[30:46, 40:56] - pixels(init)[30:46, 40:56]).mean() > 5
     assert "Inpaint area: Only masked, Masked area padding: 8" in res.info
+    assert len(p.color_corrections) == 1
+    assert len(res.images) == 1 and len(res.extra_images) == 2  # the mask and the masked composite
+    mask_out, composite = res.extra_images
+    assert mask_out.mode == "RGB" and composite.mode == "RGBA" and mask_out.size == composite.size == (96, 80)
+    assert np.array_equal(np.asarray(mask_out)[:, :, 0], np.asarray(mask))
 
 
 def test_only_masked_region_is_expanded_to_the_processing_aspect(sd1):
@@ -217,19 +223,6 @@ def test_outpainting_with_resize_and_fill(sd1):
     assert out.shape == (64, 64, 3)
     assert np.array_equal(out[16:48], pixels(init))  # the original, untouched
     assert np.abs(out[:16] - filled[:16]).mean() > 5 and np.abs(out[48:] - filled[48:]).mean() > 5  # new content
-
-
-def test_colour_correction_and_mask_outputs(sd1, monkeypatch):
-    monkeypatch.setitem(shared.opts.data, "img2img_color_correction", True)
-    monkeypatch.setitem(shared.opts.data, "return_mask", True)
-    monkeypatch.setitem(shared.opts.data, "return_mask_composite", True)
-    p, res = run(mask=square_mask(), inpaint_full_res=False, steps=2)
-    assert len(p.color_corrections) == 1
-    assert len(res.images) == 1 and len(res.extra_images) == 2
-    mask_out, composite = res.extra_images
-    assert mask_out.mode == "RGB" and composite.mode == "RGBA" and composite.size == (64, 64)
-    # the mask shown is the blurred mask, doubled (A1111's overlay mask)
-    assert np.asarray(mask_out)[32, 32, 0] == 255 and np.asarray(mask_out)[0, 0, 0] == 0
 
 
 def test_timestep_sampler_inpainting_keeps_the_unmasked_area(sd1):
