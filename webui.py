@@ -44,6 +44,7 @@ def initialize() -> None:
         sd_vae,
         shared,
         styles,
+        upscaler,
     )
 
     cmd_args.warn_pending(cmd_opts)
@@ -56,6 +57,7 @@ def initialize() -> None:
                                                                                      "styles.csv")])
     sd_models.list_models()
     sd_vae.refresh_vae_list()
+    upscaler.load_upscalers()
     extra_networks.register_default_extra_networks()
     networks.list_available_networks()
     hypernetworks.refresh_hypernetworks()

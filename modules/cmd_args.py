@@ -182,11 +182,12 @@ ACTIVE = {
     "api_log", "api_server_stop", "cors_allow_origins", "cors_allow_origins_regex", "hypernetwork_dir",
     "enable_insecure_extension_access", "disable_all_extensions", "disable_extra_extensions", "update_all_extensions",
     "allow_code", "localizations_dir",
+    "esrgan_models_path", "realesrgan_models_path", "dat_models_path", "swinir_models_path",
 }
 NOOP = {
     "max_batch_count", "always_batch_cond_uncond", "unload_gfpgan", "deepdanbooru", "show_negative_prompt",
     "gradio_img2img_tool", "gradio_inpaint_tool", "gradio_queue", "ngrok_region", "add_stop_route",
-    "enable_console_prompts",
+    "enable_console_prompts", "bsrgan_models_path",
 }
 # dest → what the flag is waiting for (shown in docs/flags.md)
 PENDING_REASON: dict[str, str] = {}
@@ -194,9 +195,8 @@ for _dest in ("share", "gradio_auth", "gradio_auth_path", "theme", "hide_ui_dir_
               "use_textbox_seed", "ui_config_file", "gradio_debug", "no_gradio_queue", "ngrok", "ngrok_options",
               "disable_tls_verify"):
     PENDING_REASON[_dest] = "web UI"
-for _dest in ("esrgan_models_path", "realesrgan_models_path", "dat_models_path", "swinir_models_path",
-              "scunet_models_path", "ldsr_models_path", "bsrgan_models_path"):
-    PENDING_REASON[_dest] = "upscalers"
+for _dest in ("scunet_models_path", "ldsr_models_path"):
+    PENDING_REASON[_dest] = "ScuNET and LDSR upscalers are not provided"
 for _dest in ("gfpgan_dir", "gfpgan_model", "gfpgan_models_path", "codeformer_models_path"):
     PENDING_REASON[_dest] = "face restoration is not provided"
 for _dest in ("textual_inversion_templates_dir", "clip_models_path"):

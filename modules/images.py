@@ -24,12 +24,15 @@ from modules import script_callbacks, sd_samplers
 from modules.errors import UserError
 from modules.fileio import atomic_file
 from modules.images_grid import (  # noqa: F401  (A1111 names)
+    Grid,
     GridAnnotation,
+    combine_grid,
     draw_grid_annotations,
     draw_prompt_matrix,
     get_font,
     grid_layout,
     image_grid,
+    split_grid,
 )
 from modules.images_naming import (  # noqa: F401  (A1111 names)
     NOTHING_AND_SKIP_PREVIOUS_TEXT,
@@ -39,6 +42,7 @@ from modules.images_naming import (  # noqa: F401  (A1111 names)
     get_sampler_scheduler,
     sanitize_filename_part,
 )
+from modules.images_ops import fix_image, fix_png_transparency, flatten, read, resize_image  # noqa: F401
 from modules.options import current_opts
 from modules.script_callbacks import ImageSaveParams
 
