@@ -443,32 +443,7 @@ def data_uri(image: Image.Image) -> str:
     return "data:image/png;base64," + png_b64(image)
 
 
-@pytest.fixture(scope="module")
-def img2img_available():
-    from modules import processing
-
-    if not hasattr(processing, "StableDiffusionProcessingImg2Img"):
-        pytest.skip("img2img (StableDiffusionProcessingImg2Img) is not in this version yet")
-
-
-@pytest.fixture(scope="module")
-def extras_available():
-    from modules.api import providers
-
-    if not hasattr(providers.optional_module("modules.postprocessing"), "run_extras"):
-        pytest.skip("Extras (modules.postprocessing.run_extras) are not in this version yet")
-
-
-def test_img2img_missing_until_available_is_501(base):
-    from modules import processing
-
-    if hasattr(processing, "StableDiffusionProcessingImg2Img"):
-        pytest.skip("img2img exists")
-    r = post(base, "img2img", {**SIMPLE_IMG2IMG, "init_images": [data_uri(init_image())]})
-    assert r.status_code == 501 and "img2img is not available" in r.json()["detail"]
-
-
-def test_webuiapi_img2img_with_a_mask(client, img2img_available):
+def test_webuiapi_img2img_with_a_mask(client):
     init = init_image()
     result = client.img2img(
         images=[init],
@@ -496,7 +471,7 @@ def test_webuiapi_img2img_with_a_mask(client, img2img_available):
     [{}, {"mask": "mask"}, {"mask": "mask", "inpainting_mask_invert": True}],
     ids=["simple", "masked", "inverted-mask"],
 )
-def test_a1111_img2img_payloads(base, img2img_available, fields):
+def test_a1111_img2img_payloads(base, fields):
     payload = {**SIMPLE_IMG2IMG, "init_images": [data_uri(init_image())], "seed": 8, **fields}
     if fields.get("mask"):
         payload["mask"] = data_uri(mask_image())
@@ -509,7 +484,7 @@ def test_a1111_img2img_payloads(base, img2img_available, fields):
     assert data["parameters"]["init_images"] is None and data["parameters"]["mask"] is None
 
 
-def test_img2img_include_init_images_and_missing_init(base, img2img_available):
+def test_img2img_include_init_images_and_missing_init(base):
     init = data_uri(init_image())
     r = post(base, "img2img", {**SIMPLE_IMG2IMG, "init_images": [init], "include_init_images": True, "steps": 1})
     assert r.status_code == 200 and r.json()["parameters"]["init_images"] == [init]
@@ -517,7 +492,7 @@ def test_img2img_include_init_images_and_missing_init(base, img2img_available):
     assert r.status_code == 404 and r.json()["detail"] == "Init image not found"
 
 
-def test_a1111_extras_payloads(base, extras_available):
+def test_a1111_extras_payloads(base):
     image = data_uri(init_image())
     single = {
         "resize_mode": 0,

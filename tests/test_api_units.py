@@ -549,8 +549,7 @@ def api_client():
 
 
 def test_img2img_route_gives_a1111_constructor_arguments(api_client, monkeypatch):
-    from modules import processing
-    from modules.api import providers
+    from modules import processing, scripts
 
     received = {}
 
@@ -562,7 +561,8 @@ def test_img2img_route_gives_a1111_constructor_arguments(api_client, monkeypatch
             pass
 
     monkeypatch.setattr(processing, "StableDiffusionProcessingImg2Img", FakeImg2Img, raising=False)
-    monkeypatch.setattr(providers, "run_processing", lambda p, *args: FakeProcessed([Image.new("RGB", (8, 8))]))
+    monkeypatch.setattr(scripts.scripts_img2img, "run_for_api",
+                        lambda p, *args: FakeProcessed([Image.new("RGB", (8, 8))]))
     init = "data:image/png;base64," + base64.b64encode(png_bytes(Image.new("RGBA", (64, 48)))).decode()
     mask = base64.b64encode(png_bytes(Image.new("L", (64, 48), 255))).decode()
     r = api_client.post(
@@ -593,8 +593,7 @@ def test_img2img_route_gives_a1111_constructor_arguments(api_client, monkeypatch
 
 
 def test_extras_routes_call_run_extras_like_a1111(api_client, monkeypatch):
-    import sys
-    import types
+    from modules import postprocessing
 
     calls = []
 
@@ -603,7 +602,7 @@ def test_extras_routes_call_run_extras_like_a1111(api_client, monkeypatch):
         pictures = [kwargs["image"]] if kwargs["extras_mode"] == 0 else kwargs["image_folder"]
         return [p.resize((p.width * 2, p.height * 2)) for p in pictures], "<p>info</p>", ""
 
-    monkeypatch.setitem(sys.modules, "modules.postprocessing", types.SimpleNamespace(run_extras=run_extras))
+    monkeypatch.setattr(postprocessing, "run_extras", run_extras)
     image = base64.b64encode(png_bytes(Image.new("RGB", (10, 6)))).decode()
     r = api_client.post("/sdapi/v1/extra-single-image", json={"image": image, "upscaler_1": "Lanczos"})
     assert r.status_code == 200, r.text

@@ -23,18 +23,26 @@ from starlette.responses import JSONResponse, Response
 from modules import (
     call_queue,
     credentials,
+    extensions,
+    hypernetworks,
     infotext_paste,
     infotext_utils,
     live_preview,
+    model_detection,
+    networks,
+    postprocessing,
     processing,
     script_callbacks,
+    scripts,
+    sd_hijack,
     sd_models,
     sd_samplers,
     sd_schedulers,
     sd_vae,
     shared,
+    upscaler,
 )
-from modules.api import middleware, models, providers
+from modules.api import middleware, models
 from modules.api.image_codec import decode_base64_to_image, encode_pil_to_base64  # noqa: F401 (A1111 names)
 from modules.errors import NotFoundError, UserError
 
@@ -207,9 +215,7 @@ class Api:
             args["firstpass_image"] = decode_base64_to_image(req.firstpass_image, "firstpass image")
         opts = shared.opts
         if is_img2img:
-            processing_class = getattr(processing, "StableDiffusionProcessingImg2Img", None)
-            if processing_class is None:
-                raise HTTPException(status_code=501, detail="img2img is not available in this version")
+            processing_class = processing.StableDiffusionProcessingImg2Img
             args.update(self._img2img_images(req))
             if req.mask_blur is None:
                 args.pop("mask_blur")
@@ -229,7 +235,8 @@ class Api:
         def job() -> processing.Processed:
             shared.state.current_task = task_id
             try:
-                return providers.run_processing(p, is_img2img, req.script_name, req.script_args, req.alwayson_scripts)
+                runner = scripts.scripts_img2img if is_img2img else scripts.scripts_txt2img
+                return runner.run_for_api(p, req.script_name, req.script_args, req.alwayson_scripts)
             finally:
                 p.close()
 
@@ -289,34 +296,24 @@ class Api:
     # ---- extras ----
 
     def extras_single_image_api(self, req: models.ExtrasSingleImageRequest) -> models.ExtrasSingleImageResponse:
-        run_extras = self._run_extras()
         args = self._extras_args(req, exclude={"image"})
         image = decode_base64_to_image(req.image)
         with self.queue_lock:
-            result = run_extras(
+            result = postprocessing.run_extras(
                 extras_mode=0, image=image, image_folder="", input_dir="", output_dir="", save_output=False, **args
             )
         return models.ExtrasSingleImageResponse(image=encode_pil_to_base64(result[0][0]), html_info=result[1])
 
     def extras_batch_images_api(self, req: models.ExtrasBatchImagesRequest) -> models.ExtrasBatchImagesResponse:
-        run_extras = self._run_extras()
         args = self._extras_args(req, exclude={"imageList"})
         image_list = [decode_base64_to_image(x.data, x.name or f"image {i + 1}") for i, x in enumerate(req.imageList)]
         with self.queue_lock:
-            result = run_extras(
+            result = postprocessing.run_extras(
                 extras_mode=1, image="", image_folder=image_list, input_dir="", output_dir="", save_output=False, **args
             )
         return models.ExtrasBatchImagesResponse(
             images=[encode_pil_to_base64(x) for x in result[0]], html_info=result[1]
         )
-
-    @staticmethod
-    def _run_extras() -> Any:
-        postprocessing = providers.optional_module("modules.postprocessing")
-        run_extras = getattr(postprocessing, "run_extras", None)
-        if run_extras is None:
-            raise HTTPException(status_code=501, detail="Extras (upscaling) are not available in this version")
-        return run_extras
 
     @staticmethod
     def _extras_args(req: models.ExtrasBaseRequest, exclude: set[str]) -> dict[str, Any]:
@@ -411,10 +408,10 @@ class Api:
         ]
 
     def get_upscalers(self) -> list[dict[str, Any]]:
-        return providers.upscalers()
+        return upscaler.api_upscalers()
 
     def get_latent_upscale_modes(self) -> list[dict[str, str]]:
-        return providers.latent_upscale_modes()
+        return upscaler.api_latent_upscale_modes()
 
     def get_sd_models(self) -> list[dict[str, Any]]:
         return [
@@ -424,7 +421,7 @@ class Api:
                 "hash": x.shorthash,
                 "sha256": x.sha256,
                 "filename": x.filename,
-                "config": providers.checkpoint_config(x.filename),
+                "config": model_detection.find_checkpoint_config_near_filename(x.filename),
             }
             for x in list(sd_models.checkpoints_list.values())
         ]
@@ -433,24 +430,24 @@ class Api:
         return [{"model_name": name, "filename": path} for name, path in list(sd_vae.vae_dict.items())]
 
     def get_hypernetworks(self) -> list[dict[str, Any]]:
-        return providers.hypernetworks()
+        return hypernetworks.api_hypernetworks()
 
     def get_face_restorers(self) -> list[dict[str, Any]]:
-        return providers.face_restorers()
+        return []  # face restoration is not provided (docs/differences.md)
 
     def get_realesrgan_models(self) -> list[dict[str, Any]]:
-        return providers.realesrgan_models()
+        return upscaler.api_realesrgan_models()
 
     def get_prompt_styles(self) -> list[dict[str, Any]]:
         styles = shared.prompt_styles.styles.values() if shared.prompt_styles is not None else []
         return [{"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt} for s in styles]
 
     def get_embeddings(self) -> dict[str, Any]:
-        return providers.embeddings()
+        return sd_hijack.model_hijack.embedding_db.listing()
 
     def refresh_embeddings(self) -> None:
         with self.queue_lock:
-            providers.refresh_embeddings()
+            sd_hijack.model_hijack.embedding_db.load_textual_inversion_embeddings(force_reload=True)
 
     def refresh_checkpoints(self) -> None:
         with self.queue_lock:
@@ -461,11 +458,11 @@ class Api:
             sd_vae.refresh_vae_list()
 
     def get_loras(self) -> list[dict[str, Any]]:
-        return providers.loras()
+        return networks.api_loras()
 
     def refresh_loras(self) -> None:
         with self.queue_lock:
-            providers.refresh_loras()
+            networks.list_available_networks()
 
     def get_memory(self) -> dict[str, Any]:
         return {"ram": ram_usage(), "cuda": cuda_usage()}
@@ -481,13 +478,13 @@ class Api:
         return {}
 
     def get_scripts_list(self) -> dict[str, list[str]]:
-        return providers.scripts_list()
+        return scripts.api_scripts_list()
 
     def get_script_info(self) -> list[dict[str, Any]]:
-        return providers.script_info()
+        return scripts.api_script_info()
 
     def get_extensions_list(self) -> list[dict[str, Any]]:
-        return providers.extensions()
+        return [e for e in extensions.api_list() if e["remote"] is not None]  # git-based only, as A1111
 
     # ---- server control (--api-server-stop) ----
 
