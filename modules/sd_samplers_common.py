@@ -95,6 +95,22 @@ class Sampler:
         except InterruptedException:
             return self.last_latent
 
+    def run_function(self, p: Any, x: torch.Tensor, steps: int, schedule_steps: int, conditioning: Any,
+                     unconditional_conditioning: Any, image_conditioning: Any, kwargs: dict[str, Any]) -> torch.Tensor:
+        """Run the sampling function over the CFG denoiser from `x` for `schedule_steps` steps of its schedule."""
+        self.model_wrap_cfg.total_steps = schedule_steps
+        self.last_latent = x
+        self.sampler_extra_args = {
+            "cond": conditioning,
+            "image_cond": image_conditioning,
+            "uncond": unconditional_conditioning,
+            "cond_scale": p.cfg_scale,
+            "s_min_uncond": self.s_min_uncond,
+        }
+        return self.launch_sampling(steps, lambda: self.func(
+            self.model_wrap_cfg, x, extra_args=self.sampler_extra_args, disable=False, callback=self.callback_state,
+            **kwargs))
+
     def function_parameters(self) -> set[str]:
         return set(inspect.signature(self.func).parameters)
 
