@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from PIL import Image
 
 from modules import attention, devices, sd_models, sd_speed, shared
 from modules.benchmark import baseline, cases, models, ours, report
@@ -37,16 +38,18 @@ class Plan:
             chosen = cases.cuda_cases(self.steps) if cuda else cases.cpu_cases(self.steps)
         return cases.with_checkpoints(chosen, self.checkpoints)
 
-    def repeat_count(self, cuda: bool) -> int:
-        return self.repeats or (3 if cuda else 1)
+    def repeat_count(self) -> int:
+        return self.repeats or (1 if self.quick else 3)
 
 
-def _summarize(generate: Callable[[], Run], repeats: int) -> Summary:
-    """One warm-up image, then `repeats` timed ones."""
-    summary = Summary(first_total_s=generate().total_s)
+def _measure(generators: list[Callable[[], Run]], repeats: int) -> list[Summary]:
+    """One warm-up image from each pipeline, then `repeats` timed images from each, taking turns, so that a change
+    in the machine's load (a shared CPU, GPU clocks) affects every pipeline alike."""
+    summaries = [Summary(first_total_s=generate().total_s) for generate in generators]
     for _ in range(repeats):
-        summary.runs.append(generate())
-    return summary
+        for generate, summary in zip(generators, summaries, strict=True):
+            summary.runs.append(generate())
+    return summaries
 
 
 def _config_text(extra: str = "") -> str:
@@ -57,90 +60,108 @@ def _config_text(extra: str = "") -> str:
     return ", ".join(parts)
 
 
-def _base_notes(case: Case, plan: Plan) -> list[str]:
+def _notes(case: Case, plan: Plan, *extra: str) -> str:
     notes = [os.path.basename(case.checkpoint) if case.checkpoint else "random weights"]
     if plan.quick:
         notes.append("quick smoke run")
     if devices.device.type != "cuda" and hasattr(os, "getloadavg"):
-        notes.append(f"load average {os.getloadavg()[0]:.1f} at start")
-    return notes
+        notes.append(f"load average {os.getloadavg()[0]:.1f}")  # a busy CPU makes every figure slower
+    return "; ".join(notes + list(extra))
 
 
-def _max_pixel_difference(a, b) -> int:
+def _max_pixel_difference(a: Image.Image, b: Image.Image) -> int:
     return int(np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).max())
 
 
+class _Ours:
+    """Generations through our pipeline; keeps the last image (to compare compiled with eager output)."""
+
+    def __init__(self, case: Case):
+        self.case = case
+        self.image: Image.Image | None = None
+
+    def __call__(self) -> Run:
+        run, processed = ours.generate(self.case, devices.device)
+        self.image = processed.images[0]
+        return run
+
+
+def _compiled_row(
+    case: Case, plan: Plan, generate: _Ours, eager_image: Image.Image, base: Summary | None, repeats: int
+) -> report.Row:
+    unet = shared.sd_model.unet
+    request = sd_speed.CompileRequest(plan.compile_mode, plan.compile_regional)
+    log.info("%s: compiled UNet (%s)", case.describe(), request.describe())
+    sd_speed.compile_unet(unet, request)
+    try:
+        (compiled,) = _measure([generate], repeats)
+        difference = _max_pixel_difference(eager_image, generate.image)
+        # As on a second launch: dynamo's in-memory state is gone, inductor's on-disk cache is not.
+        torch._dynamo.reset()
+        sd_speed.compile_unet(unet, request)
+        cached_first = generate().total_s
+    finally:
+        sd_speed.uncompile(unet)
+        torch._dynamo.reset()
+    return report.Row(
+        case.describe(),
+        _config_text(f"compiled {request.describe()}"),
+        compiled,
+        base,
+        compile_s=compiled.warmup_overhead_s,
+        compile_cached_s=max(cached_first - compiled.s_per_image, 0.0),
+        notes=_notes(case, plan, f"max pixel difference to eager: {difference}"),
+    )
+
+
+def _offload_rows(case: Case, plan: Plan, checkpoint: str, base: Summary | None, repeats: int) -> list[report.Row]:
+    rows = []
+    for flag in ("medvram", "lowvram"):
+        log.info("%s: --%s", case.describe(), flag)
+        setattr(shared.cmd_opts, flag, True)
+        try:
+            sd_models.reload_model_weights(info=sd_models.CheckpointInfo(checkpoint), forced_reload=True)
+            (summary,) = _measure([_Ours(case)], repeats)
+        finally:
+            setattr(shared.cmd_opts, flag, False)
+            sd_models.reload_model_weights(info=sd_models.CheckpointInfo(checkpoint), forced_reload=True)
+        rows.append(report.Row(case.describe(), _config_text(f"--{flag}"), summary, base, notes=_notes(case, plan)))
+    return rows
+
+
 def run_case(case: Case, plan: Plan) -> list[report.Row]:
+    """Rows for one case: eager (with load/switch times), compiled, and on CUDA --medvram and --lowvram; each
+    next to the same plain-diffusers figures."""
     device = devices.device
-    cuda = device.type == "cuda"
-    repeats = plan.repeat_count(cuda)
+    repeats = plan.repeat_count()
     first, second = models.checkpoint_pair(case)
     log.info("%s: load and switch times", case.describe())
     times = models.measure(first, second, device)
     model = shared.sd_model
-    notes = _base_notes(case, plan)
 
-    log.info("%s: our pipeline", case.describe())
-    last: dict = {}
-
-    def generate_ours() -> Run:
-        run, processed = ours.generate(case, device)
-        last["image"] = processed.images[0]
-        return run
-
-    ours_summary = _summarize(generate_ours, repeats)
-    eager_image = last["image"]
-
-    base = None
+    generate = _Ours(case)
+    generators: list[Callable[[], Run]] = [generate]
     if plan.diffusers:
-        log.info("%s: plain eager diffusers on the same modules", case.describe())
         pipe = baseline.build_pipeline(model)
-        with baseline.plain_diffusers(model):
-            base = _summarize(lambda: baseline.generate(pipe, model, case, device)[0], repeats)
-        del pipe
+
+        def generate_baseline() -> Run:
+            with baseline.plain_diffusers(model):
+                return baseline.generate(pipe, model, case, device)[0]
+
+        generators.append(generate_baseline)
+    log.info("%s: our pipeline%s", case.describe(), " and plain eager diffusers, in turns" if plan.diffusers else "")
+    summaries = _measure(generators, repeats)
+    ours_summary, base = summaries[0], (summaries[1] if plan.diffusers else None)
+    eager_image = generate.image
     rows = [
         report.Row(
-            case.describe(), _config_text(), ours_summary, base, times.load_s, times.switch_s, notes="; ".join(notes)
+            case.describe(), _config_text(), ours_summary, base, times.load_s, times.switch_s, notes=_notes(case, plan)
         )
     ]
-
     if plan.compile_mode:
-        request = sd_speed.CompileRequest(plan.compile_mode, plan.compile_regional)
-        log.info("%s: compiled UNet (%s)", case.describe(), request.describe())
-        sd_speed.compile_unet(model.unet, request)
-        try:
-            compiled = _summarize(generate_ours, repeats)
-            difference = _max_pixel_difference(eager_image, last["image"])
-            # A second launch: dynamo's in-memory state is gone, inductor's on-disk cache is not.
-            torch._dynamo.reset()
-            sd_speed.compile_unet(model.unet, request)
-            cached_first = generate_ours().total_s
-        finally:
-            sd_speed.uncompile(model.unet)
-            torch._dynamo.reset()
-        rows.append(
-            report.Row(
-                case.describe(),
-                _config_text(f"compiled {request.describe()}"),
-                compiled,
-                base,
-                compile_s=compiled.warmup_overhead_s,
-                compile_cached_s=max(cached_first - compiled.s_per_image, 0.0),
-                notes="; ".join(notes + [f"max pixel difference to eager: {difference}"]),
-            )
-        )
-
-    if cuda and plan.offload:
-        for flag in ("medvram", "lowvram"):
-            log.info("%s: --%s", case.describe(), flag)
-            setattr(shared.cmd_opts, flag, True)
-            try:
-                sd_models.reload_model_weights(info=sd_models.CheckpointInfo(first), forced_reload=True)
-                summary = _summarize(lambda: ours.generate(case, device)[0], repeats)
-            finally:
-                setattr(shared.cmd_opts, flag, False)
-                sd_models.reload_model_weights(info=sd_models.CheckpointInfo(first), forced_reload=True)
-            rows.append(report.Row(case.describe(), _config_text(f"--{flag}"), summary, base, notes="; ".join(notes)))
+        rows.append(_compiled_row(case, plan, generate, eager_image, base, repeats))
+    if device.type == "cuda" and plan.offload:
+        rows += _offload_rows(case, plan, first, base, repeats)
     return rows
 
 
