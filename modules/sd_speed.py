@@ -135,6 +135,10 @@ def apply(model: Any, cmd_opts: Any = None, opts: Any = None) -> CompileRequest 
         # NHWC convolutions are faster on tensor cores, most of all once compiled.
         model.unet.to(memory_format=torch.channels_last)
     request = requested(cmd_opts, opts)
+    if request is not None and getattr(model, "offloader", None) is not None:
+        # --medvram/--lowvram move weights between devices inside the UNet call: every move would recompile.
+        log.warning("torch.compile is not used with --medvram/--lowvram; the UNet runs eagerly.")
+        request = None
     if request is None:
         uncompile(model.unet)
     else:

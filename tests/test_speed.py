@@ -133,6 +133,13 @@ def test_compiled_unet_follows_in_place_weight_patches_without_recompiling():
         assert not sd_speed.is_compiled(unet)
 
 
+def test_compile_is_not_combined_with_offloading(caplog):
+    model = argparse.Namespace(unet=tiny_unet(), offloader=object())
+    flags = argparse.Namespace(opt_channelslast=False, torch_compile="default", torch_compile_regional=False)
+    assert sd_speed.apply(model, cmd_opts=flags) is None
+    assert not sd_speed.is_compiled(model.unet) and "not used with --medvram/--lowvram" in caplog.text
+
+
 @slow
 def test_inductor_compiled_generation_matches_eager(sd1):
     eager = np.asarray(txt2img(), dtype=np.int16)
@@ -282,6 +289,34 @@ def test_all_nan_half_vae_is_retried_in_bfloat16_when_asked(sd1):
         devices.dtype_vae = old_dtype
         vae.to(torch.float32)
         vae.load_state_dict(saved)
+
+
+# -- sigmas on the CPU, latents on the GPU ---------------------------------------------------------------------------
+
+
+def test_k_samplers_take_cpu_sigmas_with_latents_on_another_device():
+    """Sigmas stay on the CPU so that the loop never waits for the GPU; the latents are on the GPU. The meta device
+    enforces CUDA's rule (only 0-dim CPU tensors combine with it), so this runs each sampler as on a GPU, shapes
+    only."""
+    import inspect
+
+    from modules.k_diffusion import sampling
+
+    x = torch.zeros(1, 4, 8, 8, device="meta")
+    sigmas = torch.tensor([14.6, 5.0, 1.0, 0.03, 0.0])
+    names = [
+        n
+        for n in dir(sampling)
+        if n.startswith("sample_") and "sigmas" in inspect.signature(getattr(sampling, n)).parameters
+    ]
+    assert len(names) >= 11
+    for name in names:
+        fn = getattr(sampling, name)
+        kwargs = {}
+        if "noise_sampler" in inspect.signature(fn).parameters:
+            kwargs["noise_sampler"] = lambda sigma, sigma_next: torch.zeros_like(x)
+        out = fn(lambda x, sigma, **kw: x * 0.5, x, sigmas, disable=True, **kwargs)
+        assert out.device.type == "meta" and out.shape == x.shape, name
 
 
 # -- CUDA only: no host synchronisation while sampling ---------------------------------------------------------------
