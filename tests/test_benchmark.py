@@ -73,7 +73,7 @@ def test_quick_benchmark_command_appends_one_row(tmp_path):
     assert s_ratio == pytest.approx(s_base / s_ours, abs=0.02, rel=0.05)
     assert row[11] == "— / —"  # no VRAM on the CPU
     assert float(row[12]) > 0 and float(row[13]) > 0 and row[14] == "—"
-    assert row[15].startswith("random weights; quick smoke run; load average")
+    assert row[15].startswith("random weights; quick smoke run; median of 1; load average")
     # the random checkpoint and its switch partner are cached for the next run
     cached = sorted(p.name for p in (tmp_path / "data" / "cache" / "benchmark").iterdir())
     assert cached == [

@@ -28,7 +28,8 @@ same run, on the same weights and precision.
 - **load s**: a checkpoint from the page cache to ready on the device, nothing loaded before; **switch s**: the slower
   of two switches between two cached checkpoints (default `sd_checkpoints_limit` 1).
 - Settings for every row: batch 1, CFG 7, Euler, seed 1234, default settings, random weights unless a checkpoint
-  is named. Without CUDA the run uses the tiny test models and SD1.5 at 256×256 for 2 steps.
+  is named. Without CUDA the run uses the tiny test models and SD1.5 at 256×256 for 2 steps; the notes give the
+  CPU's load average, and figures taken on a busy CPU (load above its core count) are noise.
 
 """
 

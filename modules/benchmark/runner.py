@@ -64,6 +64,7 @@ def _notes(case: Case, plan: Plan, *extra: str) -> str:
     notes = [os.path.basename(case.checkpoint) if case.checkpoint else "random weights"]
     if plan.quick:
         notes.append("quick smoke run")
+    notes.append(f"median of {plan.repeat_count()}")
     if devices.device.type != "cuda" and hasattr(os, "getloadavg"):
         notes.append(f"load average {os.getloadavg()[0]:.1f}")  # a busy CPU makes every figure slower
     return "; ".join(notes + list(extra))
