@@ -142,12 +142,17 @@ def test_compile_is_not_combined_with_offloading(caplog):
 
 @slow
 def test_inductor_compiled_generation_matches_eager(sd1):
+    from torch._dynamo.utils import counters
+
     eager = np.asarray(txt2img(), dtype=np.int16)
+    graphs = counters["stats"]["unique_graphs"]
     try:
         shared.opts.set("unet_compile", "default")
-        compiled = np.asarray(txt2img(), dtype=np.int16)
+        with torch._dynamo.config.patch(suppress_errors=False):  # a failed compile must fail here, not run eagerly
+            compiled = np.asarray(txt2img(), dtype=np.int16)
     finally:
         shared.opts.set("unet_compile", "Disable")
+    assert counters["stats"]["unique_graphs"] > graphs
     assert np.abs(compiled - eager).max() <= 1
 
 
