@@ -18,6 +18,7 @@ import torch
 from modules import devices, rng, sd_models, shared
 from modules.benchmark import baseline, cases, models, ours, report
 from modules.benchmark.cases import Case
+from modules.benchmark.runner import Plan
 from modules.benchmark.timing import LoopClock, ProgressBarClock, Run, Summary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,6 +146,8 @@ def test_cases_swap_in_user_checkpoints_only_for_full_size_models():
     ]
     assert [(c.width, c.steps) for c in cases.cuda_cases()] == [(512, 20), (1024, 20)]
     assert [(c.width, c.steps) for c in cases.cpu_cases()][-1] == (256, 2)
+    assert [c.name for c in Plan(only="sdxl").cases(cuda=True)] == ["SDXL"]
+    assert [c.name for c in Plan(only="sd1").cases(cuda=False)] == ["tiny SD1", "SD1.5"]
 
 
 def test_clocks_and_medians():

@@ -25,7 +25,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", metavar="PATH", help="an SD1.x checkpoint to use instead of random SD1.5 weights")
     p.add_argument("--checkpoint-xl", metavar="PATH", help="an SDXL checkpoint to use instead of random SDXL weights")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: 20; 2 for SD1.5 on a CPU)")
-    p.add_argument("--repeats", type=int, default=None, help="timed images per measurement (default 3; 1 on CPU)")
+    p.add_argument("--repeats", type=int, default=None, help="timed images per measurement (default 3; 1 with --quick)")
     p.add_argument(
         "--compile",
         choices=COMPILE_MODES,
@@ -33,6 +33,7 @@ def parser() -> argparse.ArgumentParser:
         help="torch.compile mode of the extra compiled run (default: max-autotune on CUDA, none on CPU)",
     )
     p.add_argument("--compile-regional", action="store_true", help="compile only the repeated transformer blocks")
+    p.add_argument("--only", choices=["sd1", "sdxl"], help="run the SD1 or the SDXL cases alone")
     p.add_argument("--no-diffusers", action="store_true", help="skip the plain diffusers baseline")
     p.add_argument("--no-offload", action="store_true", help="skip the --medvram / --lowvram runs on CUDA")
     p.add_argument(
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             compile_regional=args.compile_regional,
             diffusers=not args.no_diffusers,
             offload=not args.no_offload,
+            only=args.only,
         )
         output = None if args.no_write else (args.output or os.path.join(paths_internal.script_path, "BENCHMARKS.md"))
         try:

@@ -30,12 +30,15 @@ class Plan:
     compile_regional: bool = False
     diffusers: bool = True
     offload: bool = True
+    only: str | None = None  # "sd1" or "sdxl": the cases of that family alone
 
     def cases(self, cuda: bool) -> list[Case]:
         if self.quick:
             chosen = cases.quick_cases(self.steps)
         else:
             chosen = cases.cuda_cases(self.steps) if cuda else cases.cpu_cases(self.steps)
+        if self.only:
+            chosen = [c for c in chosen if c.is_sdxl == (self.only == "sdxl")]
         return cases.with_checkpoints(chosen, self.checkpoints)
 
     def repeat_count(self) -> int:
