@@ -4,7 +4,17 @@ Extensions' install.py files import this module for `is_installed`, `run_pip`, `
 """
 
 from modules import launch_utils
-from modules.launch_utils import git, index_url, is_installed, python, run, run_pip  # noqa: F401
+from modules.launch_utils import (  # noqa: F401
+    commit_hash,
+    git,
+    git_tag,
+    index_url,
+    is_installed,
+    python,
+    run,
+    run_extension_installer,
+    run_pip,
+)
 
 args = launch_utils.sys.argv[1:]
 

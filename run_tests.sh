@@ -15,4 +15,9 @@ source "$venv_dir/bin/activate"
 
 python launch.py --exit --skip-torch-cuda-test --disable-all-extensions
 python -m pip install -q -r requirements-test.txt
+# Browser tests use Debian's chromium (never a browser download); without it (or root) they are skipped.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null ||
+        echo "Could not install chromium; browser tests will be skipped." >&2
+fi
 exec python -m pytest "$@"

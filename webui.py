@@ -32,7 +32,20 @@ def setup_logging() -> None:
 
 def initialize() -> None:
     """Everything the UI and API need before serving, in dependency order."""
-    from modules import cmd_args, devices, images_naming, safe, sd_models, sd_vae, shared, styles
+    from modules import (
+        cmd_args,
+        devices,
+        extra_networks,
+        hypernetworks,
+        images_naming,
+        networks,
+        safe,
+        sd_models,
+        sd_vae,
+        shared,
+        styles,
+        upscaler,
+    )
 
     cmd_args.warn_pending(cmd_opts)
     devices.configure(cmd_opts)
@@ -44,11 +57,32 @@ def initialize() -> None:
                                                                                      "styles.csv")])
     sd_models.list_models()
     sd_vae.refresh_vae_list()
+    upscaler.load_upscalers()
+    extra_networks.register_default_extra_networks()
+    networks.list_available_networks()
+    hypernetworks.refresh_hypernetworks()
+    shared.opts.onchange("lora_in_memory_limit", networks.purge_networks_from_memory, call=False)
+    load_extensions()
     shared.opts.onchange("sd_model_checkpoint", sd_models.apply_checkpoint_setting, call=False)
     shared.opts.onchange("sd_vae", lambda: sd_vae.reload_vae_weights() if sd_models.model_data.sd_model else None,
                          call=False)
     if not sd_models.checkpoints_list:
         log.warning("%s", sd_models.no_checkpoints_message())
+
+
+def load_extensions() -> None:
+    """List extensions, import the scripts of the repository and of active extensions, add their settings."""
+    from modules import extensions, gradio_compat, localization, script_callbacks, scripts, shared
+
+    if cmd_opts.disable_extension_access:
+        # Enabling an extension runs its code at the next start: not through the API of an exposed server.
+        shared.restricted_opts.update({"disabled_extensions", "disable_all_extensions", "restore_config_state_file"})
+    extensions.list_extensions()
+    localization.list_localizations(cmd_opts.localizations_dir)
+    gradio_compat.install()  # before any script creates (or subclasses) a gradio component
+    scripts.load_scripts()
+    script_callbacks.ui_settings_callback()
+    shared.opts.reorder()
 
 
 def load_model_in_background() -> None:
@@ -76,18 +110,31 @@ def create_app(with_ui: bool = True):
     from modules import script_callbacks
 
     app = FastAPI(title="Stable Diffusion web UI", docs_url="/docs" if cmd_opts.api or not with_ui else None)
+    if cmd_opts.api or not with_ui:
+        from modules.api.api import Api
+
+        Api(app)
+    from modules.api import middleware
+
+    middleware.setup_cors(app, cmd_opts)
     demo = None
     if with_ui:
         import gradio as gr
 
-        from modules import shared, ui
+        from modules import shared, ui, ui_gradio_extensions
 
         demo = ui.create_ui()
         shared.demo = demo
+        ui_gradio_extensions.add_file_route(app, cmd_opts.subpath or "")
         app = gr.mount_gradio_app(app, demo, path=cmd_opts.subpath or "/",
                                   allowed_paths=[os.path.abspath(p) for p in cmd_opts.gradio_allowed_path],
-                                  root_path=cmd_opts.subpath, theme=None)
+                                  root_path=cmd_opts.subpath, theme=None, head=ui_gradio_extensions.head_html())
+    routes_before = list(app.router.routes)
     script_callbacks.app_started_callback(demo, app)
+    if with_ui:
+        # Extensions add routes in on_app_started; Gradio's mount at the root would shadow them, so it goes last.
+        added = [r for r in app.router.routes if r not in routes_before]
+        app.router.routes[:] = routes_before[:-1] + added + routes_before[-1:]
     return app
 
 
@@ -121,7 +168,18 @@ def serve(app, port: int) -> None:
 
             webbrowser.open(url)
 
+    def watch_server_command() -> None:
+        """/sdapi/v1/server-stop and -restart ask through state.server_command; stop serving gracefully."""
+        from modules import shared
+
+        while not server.should_exit:
+            if shared.state.server_command in ("stop", "restart"):
+                log.info("Stopping the server (%s requested)", shared.state.server_command)
+                server.should_exit = True
+            time.sleep(0.25)
+
     threading.Thread(target=announce, daemon=True).start()
+    threading.Thread(target=watch_server_command, daemon=True).start()
     server.run()
 
 

@@ -93,9 +93,12 @@ def make_processor(choice: str):
 
 def apply(model: Any) -> str:
     """Set the chosen processor on the model's UNet and VAE; returns the choice's name."""
+    from modules.hypernetworks import HypernetworkAttnProcessor
+
     choice = current_choice()
-    for module in (model.unet, model.first_stage_model):
-        module.set_attn_processor(make_processor(choice))
+    # hypernetworks act on the UNet's attention only; the wrapper hands over when none is active
+    model.unet.set_attn_processor(HypernetworkAttnProcessor(make_processor(choice)))
+    model.first_stage_model.set_attn_processor(make_processor(choice))
     upcast = bool(shared.opts.upcast_attn) or shared.cmd_opts.upcast_attn
     for module in model.unet.modules():
         if isinstance(module, Attention):

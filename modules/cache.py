@@ -16,10 +16,11 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
+
+from modules.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -104,20 +105,10 @@ class Cache:
         """Write the cache atomically. Failures are logged, not raised: the cache only saves work."""
         with self._lock:
             text = json.dumps(self._loaded(), indent=4, ensure_ascii=False)
-            directory = os.path.dirname(os.path.abspath(self._path))
-            temp = None
             try:
-                os.makedirs(directory, exist_ok=True)
-                fd, temp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(self._path) + ".", suffix=".tmp")
-                with os.fdopen(fd, "w", encoding="utf-8") as file:
-                    file.write(text)
-                    file.flush()
-                    os.fsync(file.fileno())
-                os.replace(temp, self._path)
+                atomic_write_text(self._path, text)
             except OSError as e:
                 log.error("Could not save the cache file %s: %s", self._path, e)
-                if temp is not None and os.path.exists(temp):
-                    os.remove(temp)
 
 
 class CacheSection(MutableMapping[str, Any]):

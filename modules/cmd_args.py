@@ -165,9 +165,10 @@ add("--unload-gfpgan", action="store_true", help="does nothing")
 add("--deepdanbooru", action="store_true", help="does nothing")
 
 # extensions
-add("--enable-insecure-extension-access", action="store_true")
-add("--disable-all-extensions", action="store_true")
-add("--disable-extra-extensions", action="store_true")
+add("--enable-insecure-extension-access", action="store_true",
+    help="allow the Extensions tab to install/update/enable extensions on a server reachable from other machines")
+add("--disable-all-extensions", action="store_true", help="load no extensions (not even built-in ones)")
+add("--disable-extra-extensions", action="store_true", help="load only built-in extensions")
 add("--skip-version-check", action="store_true")
 
 # Flags that act. Everything not listed here or in NOOP is "pending".
@@ -182,30 +183,26 @@ ACTIVE = {
     "reinstall_torch", "reinstall_xformers", "exit", "do_not_download_clip", "filenames_max_length",
     "unix_filenames_sanitization", "no_prompt_history", "test_server", "skip_python_version_check",
     "freeze_settings", "freeze_specific_settings", "nowebui", "skip_load_model_at_start", "ui_debug_mode",
-    "timeout_keep_alive", "tls_keyfile", "tls_certfile", "subpath", "gradio_allowed_path",
+    "timeout_keep_alive", "tls_keyfile", "tls_certfile", "subpath", "gradio_allowed_path", "api", "api_auth",
+    "api_log", "api_server_stop", "cors_allow_origins", "cors_allow_origins_regex", "hypernetwork_dir",
+    "enable_insecure_extension_access", "disable_all_extensions", "disable_extra_extensions", "update_all_extensions",
+    "allow_code", "localizations_dir",
+    "esrgan_models_path", "realesrgan_models_path", "dat_models_path", "swinir_models_path",
     "opt_channelslast", "bf16", "torch_compile", "torch_compile_regional",
 }
 NOOP = {
     "max_batch_count", "always_batch_cond_uncond", "unload_gfpgan", "deepdanbooru", "show_negative_prompt",
     "gradio_img2img_tool", "gradio_inpaint_tool", "gradio_queue", "ngrok_region", "add_stop_route",
-    "enable_console_prompts",
+    "enable_console_prompts", "bsrgan_models_path",
 }
 # dest → what the flag is waiting for (shown in docs/flags.md)
 PENDING_REASON: dict[str, str] = {}
-for _dest in ("api", "api_auth", "api_log", "api_server_stop", "cors_allow_origins", "cors_allow_origins_regex"):
-    PENDING_REASON[_dest] = "HTTP API"
 for _dest in ("share", "gradio_auth", "gradio_auth_path", "theme", "hide_ui_dir_config", "freeze_settings_in_sections",
               "use_textbox_seed", "ui_config_file", "gradio_debug", "no_gradio_queue", "ngrok", "ngrok_options",
-              "localizations_dir", "disable_tls_verify"):
+              "disable_tls_verify"):
     PENDING_REASON[_dest] = "web UI"
-for _dest in ("enable_insecure_extension_access", "disable_all_extensions", "disable_extra_extensions",
-              "update_all_extensions"):
-    PENDING_REASON[_dest] = "extensions"
-for _dest in ("esrgan_models_path", "realesrgan_models_path", "dat_models_path", "swinir_models_path",
-              "scunet_models_path", "ldsr_models_path", "bsrgan_models_path"):
-    PENDING_REASON[_dest] = "upscalers"
-for _dest in ("hypernetwork_dir",):
-    PENDING_REASON[_dest] = "hypernetworks"
+for _dest in ("scunet_models_path", "ldsr_models_path"):
+    PENDING_REASON[_dest] = "ScuNET and LDSR upscalers are not provided"
 for _dest in ("gfpgan_dir", "gfpgan_model", "gfpgan_models_path", "codeformer_models_path"):
     PENDING_REASON[_dest] = "face restoration is not provided"
 for _dest in ("textual_inversion_templates_dir", "clip_models_path"):

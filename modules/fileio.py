@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from collections.abc import Iterator
 from typing import IO
 
 
 @contextlib.contextmanager
-def atomic_file(filename: str, mode: str = "wb", encoding: str | None = None) -> Iterator[IO]:
+def atomic_file(filename: str, mode: str = "wb", encoding: str | None = None,
+                newline: str | None = None) -> Iterator[IO]:
     """Open a temp file beside `filename`; on success it is fsynced and renamed over the target.
 
     On any error the temp file is removed and the target is untouched.
     """
     folder = os.path.dirname(os.path.abspath(filename))
     os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(filename)}.tmp{os.getpid()}")
+    # A random hidden name, created exclusively: concurrent writers of one target never share a temp file.
+    tmp = os.path.join(folder, f".{secrets.token_hex(8)}.tmp")  # short: the target name may be at the length limit
     try:
-        with open(tmp, mode, encoding=encoding) as f:
+        with open(tmp, mode.replace("w", "x"), encoding=encoding, newline=newline) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

@@ -7,30 +7,32 @@ setting keys).
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import errno
+import io
 import json
 import logging
 import os
-import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 import piexif
 import piexif.helper
 from PIL import Image, PngImagePlugin
 
-from modules import sd_samplers
+from modules import script_callbacks, sd_samplers
 from modules.errors import UserError
+from modules.fileio import atomic_file
 from modules.images_grid import (  # noqa: F401  (A1111 names)
+    Grid,
     GridAnnotation,
+    combine_grid,
     draw_grid_annotations,
     draw_prompt_matrix,
     get_font,
     grid_layout,
     image_grid,
+    split_grid,
 )
 from modules.images_naming import (  # noqa: F401  (A1111 names)
     NOTHING_AND_SKIP_PREVIOUS_TEXT,
@@ -40,7 +42,9 @@ from modules.images_naming import (  # noqa: F401  (A1111 names)
     get_sampler_scheduler,
     sanitize_filename_part,
 )
+from modules.images_ops import fix_image, fix_png_transparency, flatten, read, resize_image  # noqa: F401
 from modules.options import current_opts
+from modules.script_callbacks import ImageSaveParams
 
 log = logging.getLogger(__name__)
 
@@ -106,19 +110,11 @@ def _save_error(path: str, e: OSError) -> ImageSaveError:
 
 def _write_atomically(target: str, write: Callable[[IO[bytes]], None]) -> None:
     """Write through a hidden temporary file in the same folder, then rename: readers never see half a file."""
-    tmp = os.path.join(os.path.dirname(target) or ".", f".{secrets.token_hex(8)}.tmp")
     try:
-        with open(tmp, "xb") as fp:
+        with atomic_file(target, "wb") as fp:
             write(fp)
-            fp.flush()
-            os.fsync(fp.fileno())
-        os.replace(tmp, target)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        if isinstance(e, OSError):
-            raise _save_error(target, e) from e
-        raise
+    except OSError as e:
+        raise _save_error(target, e) from e
 
 
 def image_format_for(extension: str) -> str:
@@ -204,19 +200,20 @@ def save_image_with_geninfo(
     )
 
 
+def image_to_bytes(image: Image.Image, geninfo: str | None, extension: str, *, opts: Any = None) -> bytes:
+    """The image encoded as a file of the given format in memory, with `geninfo` stored as when saving (the
+    API returns images this way); the image's other PNG text chunks are kept."""
+    opts = opts if opts is not None else current_opts()
+    existing = {k: v for k, v in (image.info or {}).items() if isinstance(k, str) and isinstance(v, str)}
+    existing.pop("parameters", None)
+    buffer = io.BytesIO()
+    _encode_image(image, geninfo, buffer, extension, existing, "parameters", opts)
+    return buffer.getvalue()
+
+
 def save_text(filename: str, text: str) -> None:
     """Write a UTF-8 text file atomically."""
     _write_atomically(filename, lambda fp: fp.write(text.encode("utf-8")))
-
-
-@dataclass
-class ImageSaveParams:
-    """What is about to be saved; `before_image_saved` callbacks may change any field (A1111's ImageSaveParams)."""
-
-    image: Image.Image
-    p: Any
-    filename: str
-    pnginfo: dict[str, Any] = field(default_factory=dict)
 
 
 def save_image(
@@ -280,8 +277,11 @@ def save_image(
         pnginfo[pnginfo_section_name] = info
 
     params = ImageSaveParams(image, p, fullfn, pnginfo)
-    # The before_image_saved / image_saved callbacks belong around this one call.
-    return write_image_files(params, pnginfo_section_name, opts=opts)
+    script_callbacks.before_image_saved_callback(params)  # extensions may change image, filename or pnginfo
+    result = write_image_files(params, pnginfo_section_name, opts=opts)
+    params.filename = result[0]
+    script_callbacks.image_saved_callback(params)
+    return result
 
 
 def _numbered_file_name(

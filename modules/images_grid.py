@@ -1,14 +1,18 @@
-"""Image grids and their row/column labels (prompt matrix, X/Y/Z plot)."""
+"""Image grids and their row/column labels (prompt matrix, X/Y/Z plot), and tiling an image into overlapping
+tiles and back (tiled upscaling, SD upscale)."""
 
 from __future__ import annotations
 
 import logging
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 from PIL import Image, ImageColor, ImageDraw, ImageFont
 
+from modules import script_callbacks
+from modules.errors import UserError
 from modules.options import current_opts
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,9 @@ def image_grid(imgs: Sequence[Image.Image], batch_size: int = 1, rows: int | Non
     """Paste images into a grid (cells as large as the largest image, smaller ones centred)."""
     opts = opts if opts is not None else current_opts()
     rows, cols = grid_layout(len(imgs), batch_size, rows, opts=opts)
+    params = script_callbacks.ImageGridLoopParams(list(imgs), cols, rows)
+    script_callbacks.image_grid_callback(params)  # extensions may change the images or the layout
+    imgs, cols, rows = params.imgs, params.cols, params.rows
 
     w = max(img.width for img in imgs)
     h = max(img.height for img in imgs)
@@ -186,3 +193,70 @@ def draw_prompt_matrix(
         for pos in range(1 << len(prompts_vert))
     ]
     return draw_grid_annotations(im, width, height, hor_texts, ver_texts, margin, opts=opts)
+
+
+class Grid(NamedTuple):
+    """An image cut into overlapping tiles: `tiles` is a list of rows ``[y, h, [[x, w, tile], ...]]``."""
+
+    tiles: list
+    tile_w: int
+    tile_h: int
+    image_w: int
+    image_h: int
+    overlap: int
+
+
+def split_grid(image: Image.Image, tile_w: int = 512, tile_h: int = 512, overlap: int = 64) -> Grid:
+    """Cut `image` into tile_w×tile_h tiles that overlap by at least `overlap` pixels (A1111's layout: tiles are
+    spread evenly, the last one flush with the edge; an image smaller than a tile gets one tile padded black)."""
+    if overlap < 0 or overlap >= min(tile_w, tile_h):
+        raise UserError(f"Tile overlap {overlap} must be at least 0 and smaller than the tile size {tile_w}x{tile_h}")
+    w, h = image.size
+    cols = max(1, math.ceil((w - overlap) / (tile_w - overlap)))
+    rows = max(1, math.ceil((h - overlap) / (tile_h - overlap)))
+    dx = (w - tile_w) / (cols - 1) if cols > 1 else 0
+    dy = (h - tile_h) / (rows - 1) if rows > 1 else 0
+
+    grid = Grid([], tile_w, tile_h, w, h, overlap)
+    for row in range(rows):
+        y = int(row * dy)
+        if y + tile_h >= h:
+            y = h - tile_h
+        row_images = []
+        for col in range(cols):
+            x = int(col * dx)
+            if x + tile_w >= w:
+                x = w - tile_w
+            row_images.append([x, tile_w, image.crop((x, y, x + tile_w, y + tile_h))])
+        grid.tiles.append([y, tile_h, row_images])
+    return grid
+
+
+def _ramp(length: int, across: int, horizontal: bool) -> Image.Image:
+    """An L mask rising from 0 to 255 over `length` pixels (the blend of two overlapping tiles)."""
+    ramp = (np.arange(length, dtype=np.float32) * 255 / length).astype(np.uint8)
+    arr = np.repeat(ramp[None, :], across, axis=0) if horizontal else np.repeat(ramp[:, None], across, axis=1)
+    return Image.fromarray(arr, "L")
+
+
+def combine_grid(grid: Grid) -> Image.Image:
+    """Reassemble the tiles of `grid` (possibly processed, same sizes): overlaps are blended linearly."""
+    overlap = grid.overlap
+    mask_w = _ramp(overlap, grid.tile_h, horizontal=True) if overlap else None
+    mask_h = _ramp(overlap, grid.image_w, horizontal=False) if overlap else None
+
+    combined = Image.new("RGB", (grid.image_w, grid.image_h))
+    for y, h, row in grid.tiles:
+        combined_row = Image.new("RGB", (grid.image_w, h))
+        for x, w, tile in row:
+            if x <= 0 or not overlap:  # the first tile (x < 0: one tile wider than the image)
+                combined_row.paste(tile, (x, 0))
+                continue
+            combined_row.paste(tile.crop((0, 0, overlap, h)), (x, 0), mask=mask_w)
+            combined_row.paste(tile.crop((overlap, 0, w, h)), (x + overlap, 0))
+        if y <= 0 or not overlap:
+            combined.paste(combined_row, (0, y))
+            continue
+        combined.paste(combined_row.crop((0, 0, combined_row.width, overlap)), (0, y), mask=mask_h)
+        combined.paste(combined_row.crop((0, overlap, combined_row.width, h)), (0, y + overlap))
+    return combined

@@ -1,7 +1,8 @@
 """The paste registry: which UI field or setting each infotext label goes to (reference spec §6.4).
 
-Data only; the UI binds components to it. A1111 keeps these names in ``modules.infotext_utils``, which
-re-exports them.
+The UI binds components to the registry; `processing_args_from_infotext` maps a parsed infotext to processing
+arguments and override settings without any UI (the paste button and the API's `infotext` field use it).
+A1111 keeps these names in ``modules.infotext_utils``, which re-exports them.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from modules import sd_samplers
 
 log = logging.getLogger(__name__)
 
@@ -194,3 +197,112 @@ def create_override_settings_dict(text_pairs: Iterable[str], opts: Any) -> dict[
         except (TypeError, ValueError):
             log.warning('Override "%s: %s" is not a valid value for setting %s; ignored', label, value, key)
     return res
+
+
+# ---- infotext → processing arguments (paste into a tab, the API's `infotext` field) ----
+
+MASK_MODES = ["Inpaint masked", "Inpaint not masked"]
+MASKED_CONTENT = ["fill", "original", "latent noise", "latent nothing"]
+INPAINT_AREAS = ["Whole picture", "Only masked"]
+
+
+def _hires_enabled(d: dict[str, Any]) -> bool:
+    # A1111 also counts the "Hires resize-1: 0" that parsing adds to every infotext, which turns hires fix on
+    # for any img2img infotext; only real hires keys count here.
+    return "Denoising strength" in d and (
+        "Hires upscale" in d or "Hires upscaler" in d or str(d.get("Hires resize-1", 0)) not in ("0", "")
+    )
+
+
+def _unless_same(value: Any, same: str) -> Any:
+    return None if value in (None, same) else value
+
+
+def _hires_sampler(d: dict[str, Any]) -> Any:
+    return _unless_same(sd_samplers.get_hr_sampler_and_scheduler(d)[0], "Use same sampler")
+
+
+def _hires_scheduler(d: dict[str, Any]) -> Any:
+    return _unless_same(sd_samplers.get_hr_sampler_and_scheduler(d)[1], "Use same scheduler")
+
+
+def _sampler(d: dict[str, Any]) -> Any:
+    return sd_samplers.get_sampler_from_infotext(d) if "Sampler" in d else None
+
+
+def _scheduler(d: dict[str, Any]) -> Any:
+    return sd_samplers.get_scheduler_from_infotext(d) if "Sampler" in d or "Schedule type" in d else None
+
+
+def _index_in(choices: list[str]) -> Callable[[Any], int]:
+    def index(value: Any) -> int:
+        return choices.index(str(value))
+
+    return index
+
+
+def _bool(value: Any) -> bool:
+    return value if isinstance(value, bool) else str(value).strip().lower() == "true"
+
+
+# (processing argument, infotext label or function of the parsed dict, converter). The processing argument
+# names are those of StableDiffusionProcessingTxt2Img / Img2Img (and of the API's request fields).
+PROCESSING_ARGS_FROM_INFOTEXT: list[tuple[str, str | Callable[[dict], Any], Callable[[Any], Any]]] = [
+    ("prompt", "Prompt", str),
+    ("negative_prompt", "Negative prompt", str),
+    ("steps", "Steps", int),
+    ("sampler_name", _sampler, str),
+    ("scheduler", _scheduler, str),
+    ("cfg_scale", "CFG scale", float),
+    ("seed", "Seed", int),
+    ("width", "Size-1", int),
+    ("height", "Size-2", int),
+    ("batch_size", "Batch size", int),
+    ("styles", "Styles array", list),
+    ("subseed", "Variation seed", int),
+    ("subseed_strength", "Variation seed strength", float),
+    # A1111's API swaps these two; -1 is the width ("Seed resize from: WxH").
+    ("seed_resize_from_w", "Seed resize from-1", int),
+    ("seed_resize_from_h", "Seed resize from-2", int),
+    ("denoising_strength", "Denoising strength", float),
+    ("enable_hr", _hires_enabled, _bool),
+    ("hr_scale", "Hires upscale", float),
+    ("hr_upscaler", "Hires upscaler", str),
+    ("hr_second_pass_steps", "Hires steps", int),
+    ("hr_resize_x", "Hires resize-1", int),
+    ("hr_resize_y", "Hires resize-2", int),
+    ("hr_checkpoint_name", lambda d: _unless_same(d.get("Hires checkpoint"), "Use same checkpoint"), str),
+    ("hr_sampler_name", _hires_sampler, str),
+    ("hr_scheduler", _hires_scheduler, str),
+    ("hr_prompt", "Hires prompt", str),
+    ("hr_negative_prompt", "Hires negative prompt", str),
+    ("refiner_checkpoint", "Refiner", str),
+    ("refiner_switch_at", "Refiner switch at", float),
+    ("image_cfg_scale", "Image CFG scale", float),
+    ("mask_blur", "Mask blur", int),
+    ("inpainting_mask_invert", "Mask mode", _index_in(MASK_MODES)),
+    ("inpainting_fill", "Masked content", _index_in(MASKED_CONTENT)),
+    ("inpaint_full_res", "Inpaint area", lambda v: bool(_index_in(INPAINT_AREAS)(v))),
+    ("inpaint_full_res_padding", "Masked area padding", int),
+]
+
+
+def processing_args_from_infotext(params: dict[str, Any], opts: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What a parsed infotext (`infotext_utils.parse_generation_parameters`) sets: keyword arguments for the
+    processing classes, and override settings ``{setting key: value}`` for the settings it carries that differ
+    from the current ones (reference spec §6.4).
+
+    Only arguments the infotext has are returned; img2img-only ones (mask, inpaint fields) are included when
+    present, and a txt2img caller drops them. A value that does not convert is skipped with a warning.
+    """
+    kwargs: dict[str, Any] = {}
+    for name, source, convert in PROCESSING_ARGS_FROM_INFOTEXT:
+        value = source(params) if callable(source) else params.get(source)
+        if value is None:
+            continue
+        try:
+            kwargs[name] = convert(value)
+        except (TypeError, ValueError):
+            log.warning("Infotext value %r for %s is not valid; ignored", value, name)
+    overrides = {key: value for _label, key, value in get_override_settings(params, opts)}
+    return kwargs, overrides

@@ -161,33 +161,68 @@ def prepare_environment(args: list[str] | None = None) -> None:
     if "--skip-install" not in flags and not requirements_met(requirements_file):
         run_pip(f'install -r "{requirements_file}"', "requirements")
 
+    if "--update-all-extensions" in flags:
+        update_all_extensions(args)
+
     if "--skip-install" not in flags:
-        run_extension_installers(flags)
+        run_extension_installers(args)
 
 
-def run_extension_installers(flags: set[str]) -> None:
-    """Each enabled extension's install.py, with the repository on PYTHONPATH (as A1111)."""
-    if "--disable-all-extensions" in flags:
+def run_extension_installer(extension_dir: str) -> None:
+    """Run one extension's install.py with the app's Python and the repository on PYTHONPATH (as A1111), so it can
+    `import launch` for `is_installed`, `run_pip` and `git`. A failure is reported, not raised."""
+    installer = os.path.join(extension_dir, "install.py")
+    if not os.path.isfile(installer):
         return
-    from modules import paths_internal
-
-    dirs = [paths_internal.extensions_builtin_dir]
-    if "--disable-extra-extensions" not in flags:
-        dirs.append(paths_internal.extensions_dir)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [script_path, env.get("PYTHONPATH", "")]))
-    for folder in dirs:
-        if not os.path.isdir(folder):
+    name = os.path.basename(extension_dir)
+    try:
+        run([python, installer], f"Installing requirements for {name}", f"Error running install.py for {name}",
+            custom_env=env)
+    except RuntimeError as e:
+        print(e, file=sys.stderr)
+
+
+def _extension_args(args: list[str]):
+    import argparse
+
+    from modules import paths_internal
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--ui-settings-file", default=os.path.join(paths_internal.data_path, "config.json"))
+    pre.add_argument("--disable-all-extensions", action="store_true")
+    pre.add_argument("--disable-extra-extensions", action="store_true")
+    return pre.parse_known_args(args)[0]
+
+
+def enabled_extension_dirs(args: list[str]) -> list[str]:
+    """Folders of the extensions enabled by config.json and the --disable-*-extensions flags."""
+    from modules import extensions
+
+    known = _extension_args(args)
+    return extensions.enabled_extension_paths(known.ui_settings_file, known.disable_all_extensions,
+                                              known.disable_extra_extensions)
+
+
+def update_all_extensions(args: list[str]) -> None:
+    """--update-all-extensions: `git pull --autostash` in every enabled extension that is a git repository."""
+    from modules import extensions
+
+    for path in enabled_extension_dirs(args):
+        if not os.path.exists(os.path.join(path, ".git")):
             continue
-        for name in sorted(os.listdir(folder)):
-            installer = os.path.join(folder, name, "install.py")
-            if not os.path.isfile(installer):
-                continue
-            try:
-                run([python, installer], f"Installing requirements for {name}", f"Error running install.py for {name}",
-                    custom_env=env)
-            except RuntimeError as e:
-                print(e, file=sys.stderr)
+        try:
+            extensions.run_git(path, "pull", "--autostash", network=True, allow_ssh=True)
+            print(f"Updated extension {os.path.basename(path)}")
+        except extensions.GitError as e:
+            print(f"Could not update extension {os.path.basename(path)}: {e}", file=sys.stderr)
+
+
+def run_extension_installers(args: list[str]) -> None:
+    """Each enabled extension's install.py (disabled ones are skipped, as are all with --disable-all-extensions)."""
+    for path in enabled_extension_dirs(args):
+        run_extension_installer(path)
 
 
 def start() -> None:

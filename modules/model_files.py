@@ -217,3 +217,13 @@ def read_state_dict(
         f"{path}: unsupported model file type {extension or '(none)'!r}; use .safetensors (preferred) or "
         + "/".join(PICKLE_EXTENSIONS)
     )
+
+
+def read_pickle(path: str | os.PathLike, device: str | torch.device = "cpu", *, allow_unsafe: bool = False) -> Any:
+    """The object saved in a `.pt/.ckpt/.pth/.bin` file (e.g. a hypernetwork's dict), through `safe.load`."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise NotFoundError(f"{path}: file not found")
+    if os.path.splitext(path)[1].lower() not in PICKLE_EXTENSIONS:
+        raise UserError(f"{path}: not a PyTorch pickle file ({'/'.join(PICKLE_EXTENSIONS)})")
+    return safe.load(path, map_location=device, allow_unsafe=allow_unsafe)

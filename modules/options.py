@@ -248,7 +248,8 @@ class Options:
         order = {c: i for i, c in enumerate(categories.mapping)}
         items = sorted(
             self.data_labels.items(),
-            key=lambda kv: (order.get(category_ids[id(kv[1])], len(order)), kv[1].section or ("", "")),
+            key=lambda kv: (order.get(category_ids[id(kv[1])], len(order)),
+                            *(str(x or "") for x in (kv[1].section or ("", ""))[1::-1])),
         )
         super().__setattr__("data_labels", dict(items))
 

@@ -17,19 +17,28 @@ import torch
 from PIL import Image
 
 from modules import (
+    conditioning,
     devices,
+    extra_networks,
+    hires_fix,
     images,
     infotext_utils,
     paths_internal,
+    processing_img2img,
     prompt_parser,
     rng,
+    scripts,
+    sd_hijack,
     sd_models,
     sd_samplers,
     sd_schedulers,
     sd_vae,
     shared,
 )
+from modules.color_correction import apply_color_correction, setup_color_correction  # noqa: F401 (A1111 names)
 from modules.errors import UserError
+from modules.masking import apply_overlay, create_binary_mask, uncrop  # noqa: F401 (A1111 names)
+from modules.sd_samplers_cfg_denoiser import blend_hook
 from modules.shared import opts, state
 
 log = logging.getLogger(__name__)
@@ -180,14 +189,16 @@ class StableDiffusionProcessing:
         self.token_merging_ratio = 0
         self.token_merging_ratio_hr = 0
 
-        self.scripts = None
-        self.script_args: list = []
+        self.scripts_value = None
+        self.script_args_value: list | tuple = []
+        self.scripts_setup_complete = False
         self.sampler = None
         self.c = None
         self.uc = None
         self.rng: rng.ImageRNG | None = None
         self.step_multiplier = 1
         self.color_corrections = None
+        self.extra_result_images: list[Image.Image] = []  # masks etc. shown with the results, not in grids
         self.all_prompts: list[str] = []
         self.all_negative_prompts: list[str] = []
         self.all_seeds: list[int] = []
@@ -220,6 +231,31 @@ class StableDiffusionProcessing:
     @property
     def sd_model(self):
         return shared.sd_model
+
+    # Scripts' setup() runs once both the runner and its arguments are set (as A1111).
+    @property
+    def scripts(self):
+        return self.scripts_value
+
+    @scripts.setter
+    def scripts(self, value) -> None:
+        self.scripts_value = value
+        if self.scripts_value and self.script_args_value and not self.scripts_setup_complete:
+            self.setup_scripts()
+
+    @property
+    def script_args(self):
+        return self.script_args_value
+
+    @script_args.setter
+    def script_args(self, value) -> None:
+        self.script_args_value = value
+        if self.scripts_value and self.script_args_value and not self.scripts_setup_complete:
+            self.setup_scripts()
+
+    def setup_scripts(self) -> None:
+        self.scripts_setup_complete = True
+        self.scripts.setup_scrips(self, is_ui=not self.is_api)
 
     @sd_model.setter
     def sd_model(self, value):
@@ -290,6 +326,10 @@ class StableDiffusionProcessing:
             self.height,
             opts.emphasis,
             opts.comma_padding_backtrack,
+            opts.sdxl_clip_l_skip,
+            opts.sdxl_refiner_low_aesthetic_score,
+            opts.sdxl_refiner_high_aesthetic_score,
+            sd_hijack.model_hijack.embedding_db.version,
         )
 
     def get_conds_with_caching(self, function, required_prompts, steps, caches, extra_network_data, hires_steps=None):
@@ -319,9 +359,15 @@ class StableDiffusionProcessing:
                                               caches_uc, self.extra_network_data)
         self.c = self.get_conds_with_caching(prompt_parser.get_multicond_learned_conditioning, prompts, total_steps,
                                              caches_c, self.extra_network_data)
+        self.extra_generation_params.update(conditioning.infotext_params(
+            self.sd_model, self.prompts, self.negative_prompts, total_steps, use_old_scheduling=opts.use_old_scheduling))
 
     def get_conds(self):
         return self.c, self.uc
+
+    def parse_extra_network_prompts(self) -> None:
+        """Strip `<lora:...>`-style tags from this batch's prompts and keep their parameters (A1111)."""
+        self.prompts, self.extra_network_data = extra_networks.parse_prompts(self.prompts)
 
     def init(self, all_prompts, all_seeds, all_subseeds) -> None:
         pass
@@ -357,8 +403,31 @@ class StableDiffusionProcessing:
         mask = torch.ones(x.shape[0], 1, *latent.shape[2:], device=latent.device, dtype=latent.dtype)
         return torch.cat([mask, latent], dim=1).to(x.dtype)
 
+    def img2img_image_conditioning(self, source_image: torch.Tensor | None, latent_image: torch.Tensor,
+                                   image_mask: Image.Image | torch.Tensor | None = None,
+                                   round_image_mask: bool = True) -> torch.Tensor:
+        """Extra UNet input channels for an img2img pass from `source_image` (in [-1, 1]): mask and masked-image
+        latent for inpainting models, a dummy for the others."""
+        return processing_img2img.image_conditioning(self, source_image, latent_image, image_mask, round_image_mask)
+
+    def inpainting_image_conditioning(self, source_image: torch.Tensor, latent_image: torch.Tensor,
+                                      image_mask: Image.Image | torch.Tensor | None = None,
+                                      round_image_mask: bool = True) -> torch.Tensor:
+        """[mask, latent of the masked image] weighted by inpainting_mask_weight (B, 1 + 4, h, w)."""
+        return processing_img2img.inpainting_image_conditioning(self, source_image, latent_image, image_mask,
+                                                                round_image_mask)
+
+
+old_hires_fix_first_pass_dimensions = hires_fix.old_hires_fix_first_pass_dimensions
+
 
 class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
+    """txt2img, with the optional hires fix: a first pass at width×height, an upscale (in latent space or with an
+    image upscaler), and an img2img pass at the target size (a1111-spec §5.5)."""
+
+    cached_hr_uc: list = [None, None]
+    cached_hr_c: list = [None, None]
+
     def __init__(
         self,
         enable_hr: bool = False,
@@ -387,31 +456,219 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
         self.hr_second_pass_steps = hr_second_pass_steps
         self.hr_resize_x = hr_resize_x
         self.hr_resize_y = hr_resize_y
-        self.hr_checkpoint_name = hr_checkpoint_name
-        self.hr_sampler_name = hr_sampler_name
-        self.hr_scheduler = hr_scheduler
+        self.hr_checkpoint_name = hires_fix.unless_same(hr_checkpoint_name, "Use same checkpoint")
+        self.hr_sampler_name = hires_fix.unless_same(hr_sampler_name, "Use same sampler")
+        self.hr_scheduler = hires_fix.unless_same(hr_scheduler, "Use same scheduler")
         self.hr_prompt = hr_prompt
         self.hr_negative_prompt = hr_negative_prompt
         self.force_task_id = force_task_id
+        self.hr_checkpoint_info = None
         self.hr_upscale_to_x = 0
         self.hr_upscale_to_y = 0
         self.truncate_x = 0
         self.truncate_y = 0
         self.applied_old_hires_behavior_to = None
+        self.latent_scale_mode: dict[str, Any] | None = None
         self.hr_c = None
         self.hr_uc = None
         self.all_hr_prompts: list[str] = []
         self.all_hr_negative_prompts: list[str] = []
+        self.hr_prompts: list[str] = []
+        self.hr_negative_prompts: list[str] = []
+        self.hr_extra_network_data: dict = {}
+        if firstphase_width != 0 or firstphase_height != 0:
+            # legacy API fields: width/height were the final size, firstphase_* the first pass
+            self.hr_upscale_to_x = self.width
+            self.hr_upscale_to_y = self.height
+            self.width = firstphase_width
+            self.height = firstphase_height
+
+    def validate(self) -> None:
+        super().validate()
+        hires_fix.validate(self)
 
     def init(self, all_prompts, all_seeds, all_subseeds) -> None:
         if self.enable_hr:
-            raise UserError("Hires. fix is not available yet in this version; disable it to generate.")
+            hires_fix.init(self)
+
+    def calculate_target_resolution(self) -> None:
+        hires_fix.calculate_target_resolution(self)
+
+    def setup_prompts(self) -> None:
+        super().setup_prompts()
+        hires_fix.setup_prompts(self)
+
+    def setup_conds(self) -> None:
+        if self.is_hr_pass:  # called again during the hires pass (e.g. by a refiner): only the hires conds
+            self.hr_c = None
+            self.calculate_hr_conds()
+            return
+        super().setup_conds()
+        self.hr_c = None
+        self.hr_uc = None
+        if not self.enable_hr:
+            return
+        bs, n = self.batch_size, self.iteration
+        self.hr_prompts = self.all_hr_prompts[n * bs:(n + 1) * bs]
+        self.hr_negative_prompts = self.all_hr_negative_prompts[n * bs:(n + 1) * bs]
+        if self.disable_extra_networks or opts.hires_fix_use_firstpass_conds:
+            self.hr_extra_network_data = self.extra_network_data
+            self.hr_prompts = extra_networks.parse_prompts(self.hr_prompts)[0]
+        else:
+            self.hr_prompts, self.hr_extra_network_data = extra_networks.parse_prompts(self.hr_prompts)
+        self.hr_negative_prompts = extra_networks.parse_prompts(self.hr_negative_prompts)[0]
+        if self.hr_checkpoint_info is None and opts.hires_fix_use_firstpass_conds:
+            self.calculate_hr_conds()
+
+    def calculate_hr_conds(self) -> None:
+        hires_fix.calculate_hr_conds(self)
+
+    def get_conds(self):
+        if self.is_hr_pass:
+            return self.hr_c, self.hr_uc
+        return super().get_conds()
+
+    def close(self) -> None:
+        super().close()
+        self.hr_c = None
+        self.hr_uc = None
+        if not opts.persistent_cond_cache:
+            StableDiffusionProcessingTxt2Img.cached_hr_c = [None, None]
+            StableDiffusionProcessingTxt2Img.cached_hr_uc = [None, None]
 
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
         self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
+        if self.enable_hr and self.firstpass_image is not None:
+            samples, decoded_samples = hires_fix.first_pass_from_image(self, len(seeds))
+        else:
+            x = self.rng.next()
+            if self.scripts is not None:
+                self.scripts.process_before_every_sampling(self, x=x, noise=x, c=conditioning,
+                                                           uc=unconditional_conditioning)
+            samples = self.sampler.sample(self, x, conditioning, unconditional_conditioning,
+                                          image_conditioning=self.txt2img_image_conditioning(x))
+            del x
+            if not self.enable_hr:
+                return samples
+            devices.torch_gc()
+            decoded_samples = None
+            if self.latent_scale_mode is None:
+                devices.test_for_nans(samples, "unet")
+                decoded_samples = decode_latent_batch(self.sd_model, samples)
+
+        first_model = self.sd_model.sd_checkpoint_info
+        info = self.hr_checkpoint_info
+        if info is None or info.filename == first_model.filename:
+            return self.sample_hr_pass(samples, decoded_samples, seeds, subseeds, subseed_strength, prompts)
+        sd_models.reload_model_weights(info=info)
+        try:
+            return self.sample_hr_pass(samples, decoded_samples, seeds, subseeds, subseed_strength, prompts)
+        finally:
+            sd_models.reload_model_weights(info=first_model)
+
+    def save_before_highres(self, image: Image.Image | torch.Tensor, index: int) -> None:
+        hires_fix.save_before_highres(self, image, index)
+
+    def sample_hr_pass(self, samples, decoded_samples, seeds, subseeds, subseed_strength, prompts):
+        """Upscale the first pass and re-draw it at the target size; returns decoded images (`already_decoded`)."""
+        return hires_fix.sample_hr_pass(self, samples, decoded_samples)
+
+
+class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
+    """img2img and inpainting: start from `init_images` (a1111-spec §1.3, §5.5, §9.5).
+
+    `mask` (white = inpaint) is kept as `image_mask`; after `init()`, `mask`/`nmask` are the latent keep/inpaint
+    masks and `init_latent` the encoded init images.
+    """
+
+    def __init__(
+        self,
+        init_images: list | None = None,
+        resize_mode: int = 0,
+        denoising_strength: float = 0.75,
+        image_cfg_scale: float | None = None,
+        mask: Image.Image | None = None,
+        mask_blur_x: int = 4,
+        mask_blur_y: int = 4,
+        mask_blur: int | None = None,
+        mask_round: bool = True,
+        inpainting_fill: int = 0,
+        inpaint_full_res: bool = True,
+        inpaint_full_res_padding: int = 0,
+        inpainting_mask_invert: int = 0,
+        initial_noise_multiplier: float | None = None,
+        latent_mask: Image.Image | None = None,
+        force_task_id: str | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(denoising_strength=denoising_strength, **kwargs)
+        self.init_images = init_images
+        self.resize_mode = resize_mode
+        self.image_cfg_scale = image_cfg_scale
+        self.image_mask = mask
+        self.mask: torch.Tensor | None = None
+        self.mask_blur_x = mask_blur_x
+        self.mask_blur_y = mask_blur_y
+        if mask_blur is not None:
+            self.mask_blur = mask_blur
+        self.mask_round = mask_round
+        self.inpainting_fill = inpainting_fill
+        self.inpaint_full_res = inpaint_full_res
+        self.inpaint_full_res_padding = inpaint_full_res_padding
+        self.inpainting_mask_invert = inpainting_mask_invert
+        self.initial_noise_multiplier = (opts.initial_noise_multiplier if initial_noise_multiplier is None
+                                         else initial_noise_multiplier)
+        self.latent_mask = latent_mask
+        self.force_task_id = force_task_id
+        self.nmask: torch.Tensor | None = None
+        self.init_latent: torch.Tensor | None = None
+        self.encoded_latent: torch.Tensor | None = None  # init_latent before per-batch "latent noise" fill
+        self.image_conditioning: torch.Tensor | None = None
+        self.init_img_hash: str | None = None
+        self.mask_for_overlay: Image.Image | None = None
+        if self.outpath_samples is None:
+            self.outpath_samples = opts.outdir_samples or opts.outdir_img2img_samples
+        if self.outpath_grids is None:
+            self.outpath_grids = opts.outdir_grids or opts.outdir_img2img_grids
+
+    @property
+    def mask_blur(self) -> int | None:
+        return self.mask_blur_x if self.mask_blur_x == self.mask_blur_y else None
+
+    @mask_blur.setter
+    def mask_blur(self, value: int | float) -> None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
+            self.mask_blur_x = int(value)
+            self.mask_blur_y = int(value)
+
+    def validate(self) -> None:
+        super().validate()
+        processing_img2img.validate(self)
+
+    def init(self, all_prompts, all_seeds, all_subseeds) -> None:
+        processing_img2img.init(self)
+
+    def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
         x = self.rng.next()
-        return self.sampler.sample(self, x, conditioning, unconditional_conditioning,
-                                   image_conditioning=self.txt2img_image_conditioning(x))
+        if self.initial_noise_multiplier != 1.0:
+            self.extra_generation_params["Noise multiplier"] = self.initial_noise_multiplier
+            x = x * self.initial_noise_multiplier
+        if self.mask is not None and self.inpainting_fill == 2:
+            processing_img2img.fill_latent_noise(self, seeds)
+        if self.scripts is not None:
+            self.scripts.process_before_every_sampling(self, x=self.init_latent, noise=x, c=conditioning,
+                                                       uc=unconditional_conditioning)
+        samples = self.sampler.sample_img2img(self, self.init_latent, x, conditioning, unconditional_conditioning,
+                                              image_conditioning=self.image_conditioning)
+        if self.mask is not None:
+            blended = samples * self.nmask + self.init_latent * self.mask
+            samples = blend_hook(self, samples, self.nmask, self.init_latent, self.mask, blended)
+        return samples
+
+    def get_token_merging_ratio(self, for_hr: bool = False) -> float:
+        return (self.token_merging_ratio
+                or ("token_merging_ratio" in self.override_settings and opts.token_merging_ratio)
+                or opts.token_merging_ratio_img2img or opts.token_merging_ratio)
 
 
 class Processed:
@@ -523,17 +780,21 @@ def create_infotext(p, all_prompts, all_seeds, all_subseeds, comments=None, iter
 def apply_override_settings(overrides: dict[str, Any]) -> dict[str, Any]:
     """Apply per-job settings; returns the previous values. A checkpoint or VAE override loads it now."""
     stored: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if key not in opts.data_labels:
-            continue
-        stored[key] = opts.data.get(key)
-        if key == "sd_model_checkpoint":
-            info = sd_models.find_checkpoint(str(value))
-            sd_models.reload_model_weights(info=info)
-            continue
-        opts.data[key] = value
-        if key == "sd_vae":
-            sd_vae.reload_vae_weights()
+    try:
+        for key, value in overrides.items():
+            if key not in opts.data_labels:
+                continue
+            stored[key] = opts.data.get(key)
+            if key == "sd_model_checkpoint":
+                info = sd_models.find_checkpoint(str(value))
+                sd_models.reload_model_weights(info=info)
+                continue
+            opts.data[key] = value
+            if key == "sd_vae":
+                sd_vae.reload_vae_weights()
+    except BaseException:
+        restore_settings(stored)  # a failed override must not leave the earlier ones applied
+        raise
     return stored
 
 
@@ -554,6 +815,7 @@ def process_images(p: StableDiffusionProcessing) -> Processed:
     if p.scripts is not None:
         p.scripts.before_process(p)
     stored = apply_override_settings(p.override_settings)
+    p.clip_skip = int(opts.CLIP_stop_at_last_layers)  # an override may have changed it (infotext, Processed)
     try:
         model = shared.sd_model
         if model is None:
@@ -605,6 +867,7 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
     p.outpath_samples = paths_internal.data_relative(p.outpath_samples)
     p.outpath_grids = paths_internal.data_relative(p.outpath_grids)
 
+    sd_hijack.model_hijack.clear_comments()
     p.setup_prompts()
     n_images = len(p.all_prompts)
     if isinstance(seed, list):
@@ -616,6 +879,8 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
     else:
         p.all_subseeds = [int(subseed) + x for x in range(n_images)]
     p.seed, p.subseed = p.all_seeds[0], p.all_subseeds[0]
+    if not p.do_not_reload_embeddings:
+        sd_hijack.model_hijack.embedding_db.load_textual_inversion_embeddings()
 
     if p.scripts is not None:
         p.scripts.process(p)
@@ -654,31 +919,58 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
             if p.scripts is not None:
                 p.scripts.before_process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds,
                                                subseeds=p.subseeds)
+            p.parse_extra_network_prompts()
+            if not p.disable_extra_networks:
+                with devices.autocast():
+                    extra_networks.activate(p, p.extra_network_data)
+            if p.scripts is not None:
                 p.scripts.process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
 
             p.setup_conds()
+            p.extra_generation_params.update(sd_hijack.model_hijack.extra_generation_params)
+            for comment in sd_hijack.model_hijack.comments:
+                p.comment(comment)
 
             if n == 0 and not shared.cmd_opts.no_prompt_history:
-                _write_params_txt(infotext())
+                _write_params_txt(create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds, index=0))
 
             samples = p.sample(conditioning=p.c, unconditional_conditioning=p.uc, seeds=p.seeds,
                                subseeds=p.subseeds, subseed_strength=p.subseed_strength, prompts=p.prompts)
             if p.scripts is not None:
-                p.scripts.post_sample(p, samples)
+                ps = scripts.PostSampleArgs(samples)
+                p.scripts.post_sample(p, ps)
+                samples = ps.samples
 
-            devices.test_for_nans(samples, "unet")
-            x_samples = decode_latent_batch(p.sd_model, samples)
+            if getattr(samples, "already_decoded", False):  # a script or the hires pass decoded them
+                x_samples = samples
+            else:
+                devices.test_for_nans(samples, "unet")
+                x_samples = decode_latent_batch(p.sd_model, samples)
             del samples
 
             if p.scripts is not None:
                 p.scripts.postprocess_batch(p, x_samples, batch_number=n)
+            # infotexts show the prompts as written, extra-network tags included (A1111)
+            p.prompts = p.all_prompts[n * bs:(n + 1) * bs]
+            p.negative_prompts = p.all_negative_prompts[n * bs:(n + 1) * bs]
+            if p.scripts is not None:
+                batch_params = scripts.PostprocessBatchListArgs(list(x_samples))
+                p.scripts.postprocess_batch_list(p, batch_params, batch_number=n)
+                x_samples = batch_params.images
 
             for i, x_sample in enumerate(x_samples):
                 p.batch_index = i
                 image = tensor_to_pil(x_sample)
                 if p.scripts is not None:
-                    image = p.scripts.postprocess_image(p, image)
+                    pp = scripts.PostprocessImageArgs(image)
+                    p.scripts.postprocess_image(p, pp)
+                    image = pp.image
+                if p.scripts is not None:
+                    pp = scripts.PostprocessImageArgs(image)
+                    p.scripts.postprocess_image_after_composite(p, pp)
+                    image = pp.image
                 text = infotext(i)
+                image = processing_img2img.finish_image(p, i, image, text)  # img2img: overlay, colours, masks
                 infotexts.append(text)
                 if p.save_samples():
                     images.save_image(image, p.outpath_samples, "", p.seeds[i], p.prompts[i], opts.samples_format,
@@ -702,8 +994,12 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
                               info=infotext(use_main_prompt=True), short_filename=not opts.grid_extended_filename,
                               p=p, grid=True)
 
+    if not p.disable_extra_networks:
+        extra_networks.deactivate(p, p.extra_network_data)
+
     res = Processed(p, images_list=output_images, seed=p.all_seeds[0], info=infotexts[0] if infotexts else "",
-                    subseed=p.all_subseeds[0], index_of_first_image=index_of_first_image, infotexts=infotexts)
+                    subseed=p.all_subseeds[0], index_of_first_image=index_of_first_image, infotexts=infotexts,
+                    extra_images_list=p.extra_result_images)
     if p.scripts is not None:
         p.scripts.postprocess(p, res)
     p.close()

@@ -588,10 +588,12 @@ def get_learned_conditioning(
 ) -> list[list[ScheduledPromptConditioning]]:
     """For each prompt, its schedule with the conditioning of each text.
 
-    `model.get_learned_conditioning(texts)` gets, once per distinct prompt, the distinct texts of its schedule as
-    an SdConditioning (attributes of `prompts`) and returns a tensor `[n, tokens, dim]` or a dict of such batches.
-    The texts of one prompt are encoded together, as in A1111: an encoder pads every text of a call to the same
-    number of 77-token chunks, so splitting or merging calls would change the conditioning.
+    `model.get_learned_conditioning(texts)` gets, once per distinct prompt, the texts of its schedule (one per
+    entry, repeats included) as an SdConditioning (attributes of `prompts`) and returns a tensor
+    `[n, tokens, dim]` or a dict of such batches. The texts of one prompt are encoded together, as in A1111: an
+    encoder pads every text of a call to the same number of 77-token chunks, and the "Original" emphasis rescales
+    by the mean over the whole call (where repeated texts count again), so splitting, merging or de-duplicating
+    calls would change the conditioning. Encoders may encode repeated texts once.
     """
     schedules = get_learned_conditioning_prompt_schedules(prompts, steps, hires_steps, use_old_scheduling)
     cache: dict[str, list[ScheduledPromptConditioning]] = {}
@@ -599,12 +601,9 @@ def get_learned_conditioning(
     for prompt, schedule in zip(prompts, schedules, strict=True):
         cond_schedule = cache.get(prompt)
         if cond_schedule is None:
-            texts = list(dict.fromkeys(text for _, text in schedule))
-            conds = model.get_learned_conditioning(SdConditioning(texts, copy_from=prompts))
-            index = {text: i for i, text in enumerate(texts)}
+            conds = model.get_learned_conditioning(SdConditioning([text for _, text in schedule], copy_from=prompts))
             cond_schedule = []
-            for end_at_step, text in schedule:
-                i = index[text]
+            for i, (end_at_step, _) in enumerate(schedule):
                 cond = {k: v[i] for k, v in conds.items()} if isinstance(conds, dict) else conds[i]
                 cond_schedule.append(ScheduledPromptConditioning(end_at_step, cond))
             cache[prompt] = cond_schedule

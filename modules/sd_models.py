@@ -260,7 +260,7 @@ def is_v_prediction_sd2(unet, spec) -> bool:
 
 def load_model(checkpoint_info: CheckpointInfo | None = None) -> Any:
     """Load a checkpoint (or reuse it if already loaded), make it current, keep at most sd_checkpoints_limit."""
-    from modules import script_callbacks, sd_vae
+    from modules import conditioning, script_callbacks, sd_vae
 
     checkpoint_info = checkpoint_info or select_checkpoint()
     with model_data.lock:
@@ -304,6 +304,7 @@ def load_model(checkpoint_info: CheckpointInfo | None = None) -> Any:
         model_data.set_sd_model(model)
         _activate(model)
         sd_vae.reload_vae_weights(model)
+        model.cond_stage_model_empty_prompt = conditioning.empty_prompt_conditioning(model)
         log.info("Loaded %s in %.2fs (read %.2fs, build %.2fs)", checkpoint_info.title, time.perf_counter() - t0,
                  t_read - t0, t_build - t_read)
         script_callbacks.model_loaded_callback(model)

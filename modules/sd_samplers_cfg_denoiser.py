@@ -46,6 +46,21 @@ def tokens_of(cond: Any) -> int:
     return (cond["crossattn"] if isinstance(cond, dict) else cond).shape[1]
 
 
+def blend_hook(p: Any, current_latent: torch.Tensor, nmask: torch.Tensor, init_latent: torch.Tensor,
+               mask: torch.Tensor, blended_latent: torch.Tensor, denoiser: Any = None,
+               sigma: torch.Tensor | None = None) -> torch.Tensor:
+    """Let scripts change an inpainting blend (A1111's `on_mask_blend` with `scripts.MaskBlendArgs`; no denoiser
+    means the final blend after sampling)."""
+    if p is None or getattr(p, "scripts", None) is None or not hasattr(p.scripts, "on_mask_blend"):
+        return blended_latent
+    from modules import scripts
+
+    args = scripts.MaskBlendArgs(current_latent, nmask, init_latent, mask, blended_latent, denoiser=denoiser,
+                                 sigma=sigma)
+    p.scripts.on_mask_blend(p, args)
+    return args.blended_latent
+
+
 class CFGDenoiser(torch.nn.Module):
     """Guided denoiser for one sampler over `model_wrap`, the sampler-specific model wrapper (σ- or t-based)."""
 
@@ -59,6 +74,7 @@ class CFGDenoiser(torch.nn.Module):
         self.mask: torch.Tensor | None = None
         self.nmask: torch.Tensor | None = None
         self.init_latent: torch.Tensor | None = None
+        self.init_noise: torch.Tensor | None = None
         self.image_cfg_scale: float | None = None
         self.step = 0
         self.steps: int | None = None
@@ -89,9 +105,16 @@ class CFGDenoiser(torch.nn.Module):
     def get_pred_x0(self, x_in: torch.Tensor, x_out: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         return x_out
 
+    def initial_latent_at(self, sigma: torch.Tensor) -> torch.Tensor:
+        """The init latent as the blend needs it at `sigma`: clean here, since k-diffusion blends the denoised
+        prediction (timestep samplers blend their noisy input instead and override this)."""
+        return self.init_latent
+
     def apply_blend(self, latent: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """Inpainting: keep the original latent where the mask says so."""
-        return self.init_latent * self.mask + self.nmask * latent
+        """Inpainting: keep the original latent where `mask` is 1, the sampled one where `nmask` is 1; scripts'
+        `on_mask_blend` may change the result."""
+        blended = latent * self.nmask + self.initial_latent_at(sigma) * self.mask
+        return blend_hook(self.p, latent, self.nmask, self.init_latent, self.mask, blended, self, sigma)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, uncond: Any, cond: Any, cond_scale: float,
                 s_min_uncond: float, image_cond: torch.Tensor) -> torch.Tensor:

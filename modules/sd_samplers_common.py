@@ -33,6 +33,22 @@ SAMPLER_PARAM_INFOTEXT = {
 }
 
 
+def setup_img2img_steps(p: Any, steps: int | None = None) -> tuple[int, int]:
+    """(schedule length, t_enc) of an img2img pass: the schedule has `steps` steps of which the last `t_enc + 1`
+    run, t_enc = int(min(denoising_strength, 0.999) · steps). With `img2img_fix_steps`, or when a pass asks for
+    an explicit step count (hires fix), the schedule is lengthened to int(steps / denoise) so that exactly
+    `steps` steps run (t_enc = steps − 1); denoising strength 0 then gives an empty schedule."""
+    if opts.img2img_fix_steps or steps is not None:
+        requested_steps = steps or p.steps
+        denoise = p.denoising_strength
+        steps = int(requested_steps / min(denoise, 0.999)) if denoise > 0 else 0
+        t_enc = requested_steps - 1
+    else:
+        steps = p.steps
+        t_enc = int(min(p.denoising_strength, 0.999) * steps)
+    return steps, t_enc
+
+
 def store_latent(decoded: torch.Tensor) -> None:
     """Keep the latest predicted x0 for live previews (decoded on request, off the sampling path)."""
     state.current_latent = decoded
@@ -91,6 +107,7 @@ class Sampler:
         cfg.mask = getattr(p, "mask", None)
         cfg.nmask = getattr(p, "nmask", None)
         cfg.init_latent = getattr(p, "init_latent", None)
+        cfg.init_noise = None
         cfg.step = 0
         cfg.image_cfg_scale = getattr(p, "image_cfg_scale", None)
         self.eta = p.eta if p.eta is not None else getattr(opts, self.eta_option_field, 0.0)

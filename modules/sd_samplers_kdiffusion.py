@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from modules import sd_samplers_common, sd_schedulers
+from modules import script_callbacks, sd_samplers_common, sd_schedulers
 from modules.k_diffusion.external import CompVisDenoiser, CompVisVDenoiser
 from modules.sd_samplers_cfg_denoiser import CFGDenoiser
 from modules.shared import opts
@@ -32,8 +32,9 @@ class KDiffusionSampler(sd_samplers_common.Sampler):
 
     def get_sigmas(self, p: Any, steps: int) -> torch.Tensor:
         first_pass_type = p.extra_generation_params.get("Schedule type") if p.is_hr_pass else None
+        scheduler = (getattr(p, "hr_scheduler", None) or p.scheduler) if p.is_hr_pass else p.scheduler
         schedule = sd_schedulers.build_sigmas(
-            steps, self.model_wrap, scheduler=p.scheduler, sampler_options=self.options, opts=opts,
+            steps, self.model_wrap, scheduler=scheduler, sampler_options=self.options, opts=opts,
             is_sdxl=getattr(p.sd_model, "is_sdxl", False), is_hr_pass=p.is_hr_pass,
             first_pass_schedule_type=first_pass_type, noise_scheduler_override=p.sampler_noise_scheduler_override,
         )
@@ -60,8 +61,9 @@ class KDiffusionSampler(sd_samplers_common.Sampler):
         return kwargs
 
     def run(self, p: Any, x: torch.Tensor, sigmas: torch.Tensor, steps: int, conditioning: Any,
-            unconditional_conditioning: Any, image_conditioning: Any) -> torch.Tensor:
-        kwargs = self.sampler_kwargs(p, x, sigmas, steps)
+            unconditional_conditioning: Any, image_conditioning: Any,
+            kwargs: dict[str, Any] | None = None) -> torch.Tensor:
+        kwargs = self.sampler_kwargs(p, x, sigmas, steps) if kwargs is None else kwargs
         self.model_wrap_cfg.total_steps = len(sigmas) - 1
         self.last_latent = x
         self.sampler_extra_args = {
@@ -86,3 +88,42 @@ class KDiffusionSampler(sd_samplers_common.Sampler):
         else:
             x = x * sigmas[0]
         return self.run(p, x, sigmas, steps, conditioning, unconditional_conditioning, image_conditioning)
+
+    def sample_img2img(self, p: Any, x: torch.Tensor, noise: torch.Tensor, conditioning: Any,
+                       unconditional_conditioning: Any, steps: int | None = None,
+                       image_conditioning: Any = None) -> torch.Tensor:
+        """img2img / hires: noise the latent `x` to the sigma where the last t_enc + 1 steps of the schedule begin,
+        then sample from there (a1111-spec §5.3)."""
+        steps, t_enc = sd_samplers_common.setup_img2img_steps(p, steps)
+        if steps == 0:  # denoising strength 0 with an explicit step count: nothing to do
+            return x
+        sigmas = self.get_sigmas(p, steps)
+        sigma_sched = sigmas[steps - t_enc - 1:]
+        xi = x + noise * sigma_sched[0]
+        xi = apply_extra_noise(p, x, xi, noise, 1.0)
+
+        # The Brownian tree spans the whole schedule (as A1111), the rest only the part that runs.
+        kwargs = self.sampler_kwargs(p, x, sigmas, steps)
+        params = self.function_parameters()
+        if "sigma_min" in params:
+            kwargs["sigma_min"] = sigma_sched[-2].item()  # the last sigma is 0, which DPM fast/adaptive refuse
+            kwargs["sigma_max"] = sigma_sched[0].item()
+        if "n" in params:
+            kwargs["n"] = len(sigma_sched) - 1
+        if "sigmas" in params:
+            kwargs["sigmas"] = sigma_sched
+        self.model_wrap_cfg.init_latent = x
+        return self.run(p, xi, sigma_sched, t_enc + 1, conditioning, unconditional_conditioning, image_conditioning,
+                        kwargs=kwargs)
+
+
+def apply_extra_noise(p: Any, x: torch.Tensor, xi: torch.Tensor, noise: torch.Tensor, scale: Any) -> torch.Tensor:
+    """Setting `img2img_extra_noise`: add that much more of the noise (times `scale`) to the noised latent `xi`;
+    `on_extra_noise` callbacks may replace the noise first."""
+    amount = opts.img2img_extra_noise
+    if amount <= 0:
+        return xi
+    p.extra_generation_params["Extra noise"] = amount
+    params = script_callbacks.ExtraNoiseParams(noise, x, xi)
+    script_callbacks.extra_noise_callback(params)
+    return xi + params.noise * amount * scale

@@ -8,6 +8,7 @@ import torch
 
 from modules import sd_samplers_common
 from modules.sd_samplers_cfg_denoiser import CFGDenoiser
+from modules.sd_samplers_kdiffusion import apply_extra_noise
 from modules.sd_samplers_timesteps_impl import get_timesteps
 from modules.shared import opts
 
@@ -34,6 +35,14 @@ class CompVisTimestepsDenoiser(torch.nn.Module):
 
 class CFGDenoiserTimesteps(CFGDenoiser):
     mask_before_denoising = True
+
+    def initial_latent_at(self, sigma: torch.Tensor) -> torch.Tensor:
+        """The init latent noised to timestep `sigma` (√ᾱ·x0 + √(1−ᾱ)·ε) with the noise img2img started from, so
+        the kept area follows the same noise level as the area being sampled."""
+        if self.init_noise is None:
+            return self.init_latent
+        ac = self.inner_model.inner_model.alphas_cumprod[sigma.long()].to(self.init_latent)[:, None, None, None]
+        return ac.sqrt() * self.init_latent + (1 - ac).sqrt() * self.init_noise.to(self.init_latent)
 
     def get_pred_x0(self, x_in: torch.Tensor, x_out: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         ac = self.inner_model.inner_model.alphas_cumprod[sigma.long()].to(x_in)[:, None, None, None]
@@ -70,8 +79,9 @@ class CompVisSampler(sd_samplers_common.Sampler):
         return kwargs
 
     def run(self, p: Any, x: torch.Tensor, timesteps: torch.Tensor, steps: int, conditioning: Any,
-            unconditional_conditioning: Any, image_conditioning: Any, is_img2img: bool = False) -> torch.Tensor:
-        kwargs = self.sampler_kwargs(p, x, timesteps, is_img2img)
+            unconditional_conditioning: Any, image_conditioning: Any, is_img2img: bool = False,
+            kwargs: dict[str, Any] | None = None) -> torch.Tensor:
+        kwargs = self.sampler_kwargs(p, x, timesteps, is_img2img) if kwargs is None else kwargs
         self.model_wrap_cfg.total_steps = len(timesteps) - 1
         self.last_latent = x
         self.sampler_extra_args = {
@@ -90,3 +100,24 @@ class CompVisSampler(sd_samplers_common.Sampler):
         steps = steps or p.steps
         return self.run(p, x, self.timesteps(steps), steps, conditioning, unconditional_conditioning,
                         image_conditioning)
+
+    def sample_img2img(self, p: Any, x: torch.Tensor, noise: torch.Tensor, conditioning: Any,
+                       unconditional_conditioning: Any, steps: int | None = None,
+                       image_conditioning: Any = None) -> torch.Tensor:
+        """img2img / hires: noise `x` to timestep timesteps[t_enc] and run the first t_enc timesteps downwards."""
+        steps, t_enc = sd_samplers_common.setup_img2img_steps(p, steps)
+        if steps == 0:  # denoising strength 0 with an explicit step count: nothing to do
+            return x
+        timesteps = self.timesteps(steps)
+        alphas_cumprod = self.model_wrap.inner_model.alphas_cumprod
+        ac = alphas_cumprod[timesteps[t_enc]].to(x)
+        xi = x * ac.sqrt() + noise * (1 - ac).sqrt()
+        xi = apply_extra_noise(p, x, xi, noise, ac.sqrt())
+        if t_enc == 0:  # no timestep left to run (A1111's samplers return the noised latent, or fail)
+            return xi
+
+        kwargs = self.sampler_kwargs(p, x, timesteps[:t_enc], is_img2img=True)
+        self.model_wrap_cfg.init_latent = x
+        self.model_wrap_cfg.init_noise = noise
+        return self.run(p, xi, timesteps[:t_enc], t_enc + 1, conditioning, unconditional_conditioning,
+                        image_conditioning, is_img2img=True, kwargs=kwargs)

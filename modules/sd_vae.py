@@ -214,3 +214,18 @@ def decode_latents(model, latents: torch.Tensor) -> torch.Tensor:
             x = _decode_fitting(model, latents)
             devices.test_for_nans(x, "vae")
     return torch.clamp((x.float() + 1.0) / 2.0, 0.0, 1.0).cpu()
+
+
+def encode_latents(model, x: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] (B,3,H,W) → scaled latents, one image at a time (peak memory of one encode). The
+    posterior's mean is used, so the same image always gives the same latent."""
+    with torch.no_grad():
+        vae = model.first_stage_model
+        x = x.to(vae.device, vae.dtype)
+        return torch.cat([model.get_first_stage_encoding(model.encode_first_stage(x[i:i + 1]))
+                          for i in range(x.shape[0])])
+
+
+def encode_images(model, images: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] (B,3,H,W) → scaled latents (see `encode_latents`)."""
+    return encode_latents(model, images.to(model.first_stage_model.dtype) * 2 - 1)

@@ -38,7 +38,19 @@ state = shared_state.State()
 hide_dirs = {"visible": not cmd_opts.hide_ui_dir_config}
 demo = None
 prompt_styles = None
-sd_upscalers: list = []
+sd_upscalers: list = []  # filled by modules.upscaler.load_upscalers()
+# Hires fix's latent upscalers: torch interpolation mode and antialiasing of each (A1111's names)
+latent_upscale_default_mode = "Latent"
+latent_upscale_modes = {
+    "Latent": {"mode": "bilinear", "antialias": False},
+    "Latent (antialiased)": {"mode": "bilinear", "antialias": True},
+    "Latent (bicubic)": {"mode": "bicubic", "antialias": False},
+    "Latent (bicubic antialiased)": {"mode": "bicubic", "antialias": True},
+    "Latent (nearest)": {"mode": "nearest", "antialias": False},
+    "Latent (nearest-exact)": {"mode": "nearest-exact", "antialias": False},
+}
+hypernetworks: dict = {}  # name → file (modules.hypernetworks keeps it current)
+loaded_hypernetworks: list = []
 face_restorers: list = []
 total_tqdm = None
 mem_mon = None

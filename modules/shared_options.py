@@ -37,6 +37,12 @@ def _reapply_speed_options():
     sd_speed.reapply_to_loaded()
 
 
+def _localization_choices():
+    from modules import localization
+
+    return {"choices": ["None", *localization.localizations]}
+
+
 def _sd_vae_choices():
     from modules import sd_vae
 
@@ -53,6 +59,30 @@ def _upscaler_names():
     from modules import shared
 
     return [u.name for u in getattr(shared, "sd_upscalers", [])]
+
+
+def _lora_names():
+    from modules import networks
+
+    return ["None", *networks.available_networks]
+
+
+def _refresh_loras():
+    from modules import networks
+
+    networks.list_available_networks()
+
+
+def _hypernetwork_names():
+    from modules import hypernetworks
+
+    return ["None", *hypernetworks.hypernetworks]
+
+
+def _refresh_hypernetworks():
+    from modules import hypernetworks
+
+    hypernetworks.refresh_hypernetworks()
 
 
 options_templates: dict[str, OptionInfo] = {}
@@ -337,7 +367,20 @@ options_templates.update(options_section(("extra_networks", "Extra Networks", "s
     "ui_extra_networks_tab_reorder": OptionInfo("", "Extra networks tab order"),
     "textual_inversion_print_at_load": OptionInfo(False, "Print a list of Textual Inversion embeddings when loading model"),
     "textual_inversion_add_hashes_to_infotext": OptionInfo(True, "Add Textual Inversion hashes to infotext"),
-    "sd_hypernetwork": OptionInfo("None", "Add hypernetwork to prompt", "dropdown", {"choices": ["None"]}),
+    "sd_hypernetwork": OptionInfo("None", "Add hypernetwork to prompt", "dropdown", _choices(_hypernetwork_names),
+                                  refresh=_refresh_hypernetworks),
+    "sd_lora": OptionInfo("None", "Add network to prompt", "dropdown", _choices(_lora_names), refresh=_refresh_loras),
+    "lora_preferred_name": OptionInfo("Alias from file", "When adding to prompt, refer to Lora by", "radio",
+                                      {"choices": ["Alias from file", "Filename"]}),
+    "lora_add_hashes_to_infotext": OptionInfo(True, "Add Lora hashes to infotext"),
+    "lora_show_all": OptionInfo(False, "Always show all networks on the Lora page").info(
+        "otherwise, those detected as for incompatible version of Stable Diffusion will be hidden"),
+    "lora_hide_unknown_for_versions": OptionInfo([], "Hide networks of unknown versions for model versions",
+                                                 "checkboxgroup", {"choices": ["SD1", "SD2", "SDXL"]}),
+    "lora_in_memory_limit": OptionInfo(0, "Number of Lora networks to keep cached in memory", "number",
+                                       {"precision": 0}),
+    "lora_not_found_warning_console": OptionInfo(False, "Lora not found warning in console"),
+    "lora_not_found_gradio_warning": OptionInfo(False, "Lora not found warning popup in webui"),
 }))
 
 options_templates.update(options_section(("ui_prompt_editing", "Prompt editing", "ui"), {
@@ -377,7 +420,7 @@ options_templates.update(options_section(("ui_alternatives", "UI alternatives", 
 }))
 
 options_templates.update(options_section(("ui", "User interface", "ui"), {
-    "localization": OptionInfo("None", "Localization", "dropdown", {"choices": ["None"]}).needs_reload_ui(),
+    "localization": OptionInfo("None", "Localization", "dropdown", _localization_choices).needs_reload_ui(),
     "quicksettings_list": OptionInfo(["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"], "Quicksettings list", "multiselect").needs_reload_ui(),
     "ui_tab_order": OptionInfo([], "UI tab order", "multiselect").needs_reload_ui(),
     "hidden_tabs": OptionInfo([], "Hidden UI tabs", "multiselect").needs_reload_ui(),

@@ -13,13 +13,13 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import secrets
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from modules.errors import UserError
+from modules.fileio import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -237,21 +237,16 @@ class StyleDatabase:
 
 
 def _write_csv_atomically(target: Path, styles: Sequence[PromptStyle]) -> None:
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():
             shutil.copy(target, f"{target}.bak")
-        with open(tmp, "x", encoding="utf-8-sig", newline="") as file:
+        with atomic_file(str(target), "w", encoding="utf-8-sig", newline="") as file:
             writer = csv.DictWriter(file, fieldnames=CSV_FIELDS)
             writer.writeheader()
             for style in styles:
                 writer.writerow({"name": style.name, "prompt": style.prompt, "negative_prompt": style.negative_prompt})
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, target)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise StylesFileError(
             f"Could not save styles to {target}: {e.strerror or e}. Check that the folder is writable and the "
             "disk is not full; the previous file is unchanged."

@@ -44,8 +44,14 @@ def create_processing(
 
 
 def txt2img(p: processing.StableDiffusionProcessingTxt2Img) -> tuple[list, str, str]:
-    """Run and return (images, generation_info JSON, info HTML) as A1111's UI does."""
-    processed = processing.process_images(p)
+    """Run and return (images, generation_info JSON, info HTML) as A1111's UI does.
+
+    A script selected in the Script dropdown replaces processing with its run(); otherwise process_images runs
+    (with the always-on scripts' hooks when p.scripts is set).
+    """
+    processed = p.scripts.run(p, *p.script_args) if p.scripts is not None else None
+    if processed is None:
+        processed = processing.process_images(p)
     shared.total_tqdm = None
     generation_info = processed.js()
     images = [] if opts.do_not_show_images else processed.images

@@ -12,9 +12,23 @@ import os
 
 import gradio as gr
 
-from modules import call_queue, model_download, sd_models, sd_samplers, sd_schedulers, shared, txt2img
+from modules import (
+    call_queue,
+    gradio_compat,
+    model_download,
+    script_callbacks,
+    scripts,
+    sd_models,
+    sd_samplers,
+    sd_schedulers,
+    shared,
+    txt2img,
+    ui_extensions,
+    ui_settings,
+)
 from modules.errors import UserError
 from modules.shared import opts
+from modules.ui_common import create_refresh_button  # noqa: F401 (A1111 surface: modules.ui.create_refresh_button)
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +137,8 @@ def create_txt2img_tab() -> None:
                 seed = gr.Number(label="Seed", value=-1, precision=0, elem_id=f"{tab}_seed")
                 random_seed = gr.Button(random_symbol, elem_id=f"{tab}_random_seed", scale=0, min_width=40)
             random_seed.click(lambda: -1, outputs=[seed])
+            with gr.Group(elem_id=f"{tab}_script_container"):
+                script_inputs = scripts.scripts_txt2img.setup_ui_sections()
 
         with gr.Column(elem_id=f"{tab}_results"):
             gallery = gr.Gallery(label="Output", show_label=False, elem_id=f"{tab}_gallery", columns=4,
@@ -131,10 +147,13 @@ def create_txt2img_tab() -> None:
             html_info = gr.HTML(elem_id=f"html_info_{tab}", elem_classes="infotext")
             html_log = gr.HTML(elem_id=f"html_log_{tab}", elem_classes="html-log")
 
-    def run(prompt_, negative_, steps_, sampler_, scheduler_, width_, height_, n_iter_, batch_size_, cfg_, seed_):
+    def run(prompt_, negative_, steps_, sampler_, scheduler_, width_, height_, n_iter_, batch_size_, cfg_, seed_,
+            *script_args):
         try:
             p = txt2img.create_processing(prompt_, negative_, steps_, sampler_, scheduler_, width_, height_, n_iter_,
                                           batch_size_, cfg_, seed_)
+            p.scripts = scripts.scripts_txt2img
+            p.script_args = script_args
             images, info_js, info_html = call_queue.run_job("txt2img", txt2img.txt2img, p)
             return images, info_js, info_html, ""
         except UserError as e:
@@ -144,7 +163,7 @@ def create_txt2img_tab() -> None:
             return gr.update(), gr.update(), gr.update(), error_html(f"{type(e).__name__}: {e}")
 
     inputs = [prompt, negative_prompt, steps, sampler, scheduler, width, height, batch_count, batch_size, cfg_scale,
-              seed]
+              seed, *script_inputs]
     outputs = [gallery, generation_info, html_info, html_log]
     generate.click(run, inputs=inputs, outputs=outputs, api_name="txt2img", concurrency_id="gpu")
     prompt.submit(run, inputs=inputs, outputs=outputs, concurrency_id="gpu")
@@ -153,8 +172,14 @@ def create_txt2img_tab() -> None:
 
 
 def create_ui() -> gr.Blocks:
+    gradio_compat.install()
+    script_callbacks.before_ui_callback()
+    scripts.scripts_txt2img.initialize_scripts(is_img2img=False)
+    extension_tabs = script_callbacks.ui_tabs_callback()  # each extension builds its own gr.Blocks
     with gr.Blocks(title="Stable Diffusion", analytics_enabled=False) as demo:
         checkpoint, message = create_quicksettings()
+        settings_json = ui_settings.create_settings_json()
+        gr.HTML(ui_extensions.load_errors_banner(), elem_id="extension_load_errors")
         if not shared.cmd_opts.no_download_sd_model:
             with gr.Row(visible=not sd_models.checkpoints_list) as download_row:
                 download = gr.Button("Download Stable Diffusion 1.5 (4 GB)", elem_id="download_sd15")
@@ -162,6 +187,15 @@ def create_ui() -> gr.Blocks:
                 lambda: gr.update(visible=not sd_models.checkpoints_list), outputs=[download_row])
         with gr.Tabs(elem_id="tabs"):
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
+                scripts.scripts_current = scripts.scripts_txt2img
                 create_txt2img_tab()
+                scripts.scripts_current = None
+            for interface, label, ifid in extension_tabs:
+                with gr.Tab(label, id=ifid, elem_id=f"tab_{ifid}"):
+                    interface.render()
+            with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
+                ui_settings.create_ui(settings_json)
+            with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
+                ui_extensions.create_ui()
         gr.HTML(f"<div class='versions'>data: {html.escape(os.path.abspath(shared.data_path))}</div>")
     return demo

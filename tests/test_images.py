@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image, PngImagePlugin
 
-from modules import images, images_naming
+from modules import images_naming
 from modules.images import (
     FilenameGenerator,
     FilenameRules,
@@ -366,7 +366,9 @@ def test_unwritable_folder(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(images, "open", denied, raising=False)
+    from modules import fileio
+
+    monkeypatch.setattr(fileio, "open", denied, raising=False)
     with pytest.raises(ImageSaveError, match="not writable"):
         save_image(make_image(), str(tmp_path), "", 1, "x", opts=make_opts(save_to_dirs=False))
     assert files_in(tmp_path) == []

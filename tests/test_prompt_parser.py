@@ -253,10 +253,11 @@ def test_duplicate_prompts_share_one_schedule() -> None:
 
 
 def timed(fn, *args):
-    start = time.perf_counter()
+    # Process CPU time, not wall time: the bound is about the algorithm, not about a busy CI machine.
+    start = time.process_time()
     result = fn(*args)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.0, f"{fn.__name__} took {elapsed:.2f}s"
+    elapsed = time.process_time() - start
+    assert elapsed < 1.0, f"{fn.__name__} took {elapsed:.2f}s of CPU"
     return result
 
 
