@@ -97,12 +97,20 @@ def create_generator(seed: int, *, settings: RngSettings | None = None) -> Gener
     return torch.Generator(settings.generation_device).manual_seed(int(seed))
 
 
+def _to_device(noise: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """CPU noise onto the output device. To CUDA it goes through pinned memory asynchronously: a plain copy from
+    pageable memory would wait for the GPU to finish its queued work at every sampler step."""
+    if device.type == "cuda" and noise.device.type == "cpu":
+        return noise.pin_memory().to(device, non_blocking=True)
+    return noise.to(device)
+
+
 def _draw(shape: tuple[int, ...], generator: Generator | None, settings: RngSettings) -> torch.Tensor:
     if settings.source == "NV":
         values = (generator or _nv_global).randn(shape)
-        return torch.asarray(values, device=settings.output_device)
+        return _to_device(torch.from_numpy(values), settings.output_device)
     noise = torch.randn(shape, device=settings.generation_device, generator=generator)
-    return noise.to(settings.output_device)
+    return _to_device(noise, settings.output_device)
 
 
 def randn(
