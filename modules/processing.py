@@ -25,6 +25,7 @@ from modules import (
     rng,
     sd_models,
     sd_samplers,
+    sd_samplers_common,
     sd_schedulers,
     sd_vae,
     shared,
@@ -555,6 +556,7 @@ def process_images(p: StableDiffusionProcessing) -> Processed:
         p.scripts.before_process(p)
     stored = apply_override_settings(p.override_settings)
     try:
+        sd_samplers_common.apply_setting_overrides(p)
         model = shared.sd_model
         if model is None:
             raise UserError(sd_models.no_checkpoints_message())

@@ -57,6 +57,8 @@ class CompVisSampler(sd_samplers_common.Sampler):
         kwargs = self.initialize(p)
         params = self.function_parameters()
         kwargs["timesteps"] = timesteps
+        if opts.always_discard_next_to_last_sigma:
+            p.extra_generation_params["Discard penultimate sigma"] = True
         if "is_img2img" in params:
             kwargs["is_img2img"] = is_img2img
         if "noise_sampler" in params:
@@ -72,7 +74,6 @@ class CompVisSampler(sd_samplers_common.Sampler):
     def run(self, p: Any, x: torch.Tensor, timesteps: torch.Tensor, steps: int, conditioning: Any,
             unconditional_conditioning: Any, image_conditioning: Any, is_img2img: bool = False) -> torch.Tensor:
         kwargs = self.sampler_kwargs(p, x, timesteps, is_img2img)
-        self.model_wrap_cfg.total_steps = len(timesteps) - 1
         self.last_latent = x
         self.sampler_extra_args = {
             "cond": conditioning,
