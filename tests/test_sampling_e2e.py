@@ -38,7 +38,7 @@ from modules import (
 from modules.errors import NotFoundError
 from modules.shared import opts, state
 
-STEPS = 4
+STEPS = 3
 SIZE = 64
 
 
@@ -207,7 +207,7 @@ def test_batch_image_is_its_seed_alone_on_v_prediction_and_sdxl(checkpoints, fam
                 assert batch.infotexts[i] == alone.infotexts[0]
 
 
-@pytest.mark.parametrize("sampler", ALL_SAMPLERS)
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ SDE", "DPM++ 2M SDE", "Heun", "DDIM", "UniPC", "LCM"])
 def test_batch_image_is_its_seed_alone_with_batched_unet(model, sampler):
     """As A1111 runs it (cond and uncond of the whole batch in one UNet call): one pixel level at most."""
     batch = generate(sampler, seed=200, batch_size=4)
