@@ -120,11 +120,12 @@ def test_sampler_settings_become_typed_override_settings():
 
 def test_pasting_restores_defaults_of_settings_that_differ():
     """An infotext without RNG means the default source: pasting it while another source is set restores it."""
+    before = shared.opts.randn_source
     shared.opts.data["randn_source"] = "CPU"
     try:
         _, overrides = args_of("a cat\nSteps: 20, Seed: 5, Size: 64x64")
     finally:
-        shared.opts.data.pop("randn_source")
+        shared.opts.data["randn_source"] = before
     assert overrides == {"randn_source": "GPU"}
 
 

@@ -67,16 +67,16 @@ def no_gc_between_batches(monkeypatch):
 @contextlib.contextmanager
 def settings(**values: Any) -> Iterator[None]:
     """Set options for the block and restore them afterwards."""
-    old = {key: opts.data.get(key) for key in values}
+    old = {key: getattr(opts, key) for key in values}
     opts.data.update(values)
     try:
         yield
     finally:
-        for key, value in old.items():
-            if value is None:
-                opts.data.pop(key, None)
-            else:
-                opts.data[key] = value
+        opts.data.update(old)
+
+
+def defaults_of(keys: Any) -> dict[str, Any]:
+    return {key: opts.data_labels[key].default for key in keys}
 
 
 @contextlib.contextmanager
@@ -320,13 +320,15 @@ def test_sampler_parameter_fields_and_settings(model):
 
 def test_override_settings_reach_setting_backed_fields(model):
     """Sampler settings given per job (override_settings, a pasted infotext) apply as if set globally."""
-    with settings(s_churn=1.0, s_min_uncond=15.0):
-        globally = generate("Euler", seed=9)
-    per_job = generate("Euler", seed=9, override_settings={"s_churn": 1.0, "s_min_uncond": 15.0})
-    assert torch.equal(globally.latents, per_job.latents)
-    assert globally.infotexts[0] == per_job.infotexts[0]
-    assert "Sigma churn: 1.0" in per_job.infotexts[0] and "NGMS: 15.0" in per_job.infotexts[0]
-    assert opts.s_churn == 0.0 and opts.s_min_uncond == 0.0
+    values = {"s_churn": 1.0, "s_min_uncond": 15.0}
+    with settings(**defaults_of(values)):
+        with settings(**values):
+            globally = generate("Euler", seed=9)
+        per_job = generate("Euler", seed=9, override_settings=values)
+        assert torch.equal(globally.latents, per_job.latents)
+        assert globally.infotexts[0] == per_job.infotexts[0]
+        assert "Sigma churn: 1.0" in per_job.infotexts[0] and "NGMS: 15.0" in per_job.infotexts[0]
+        assert {key: getattr(opts, key) for key in values} == defaults_of(values)
 
 
 # ---- infotext round trip: create -> parse -> processing arguments -> same infotext and latents -----------------------
@@ -393,19 +395,21 @@ ROUND_TRIP_CASES = [
     ids=[f"{i}-{case[0]}" for i, case in enumerate(ROUND_TRIP_CASES)],
 )
 def test_infotext_round_trip(model, sampler, kwargs, values, fragments):
-    with settings(**values):
-        first = generate(sampler, seed=21, **kwargs)
-    text = first.infotexts[0]
-    for fragment in fragments:
-        assert fragment in text, text
+    """Generate with non-default settings; with the defaults back, the parsed infotext restores them."""
+    with settings(**defaults_of(values)):
+        with settings(**values):
+            first = generate(sampler, seed=21, **kwargs)
+        text = first.infotexts[0]
+        for fragment in fragments:
+            assert fragment in text, text
 
-    params = infotext_utils.parse_generation_parameters(text, opts=opts)
-    args, overrides = infotext_paste.processing_args_from_infotext(params, opts)
-    assert overrides == values
-    second = run(**args, override_settings=overrides)
-    assert second.infotexts[0] == text
-    assert torch.equal(second.latents, first.latents)
-    assert all(opts.data.get(k, opts.data_labels[k].default) == opts.data_labels[k].default for k in values)
+        params = infotext_utils.parse_generation_parameters(text, opts=opts)
+        args, overrides = infotext_paste.processing_args_from_infotext(params, opts)
+        assert overrides == values
+        second = run(**args, override_settings=overrides)
+        assert second.infotexts[0] == text
+        assert torch.equal(second.latents, first.latents)
+        assert {key: getattr(opts, key) for key in values} == defaults_of(values)  # the overrides were undone
 
 
 # ---- 3. interrupt, skip, progress, unknown names ---------------------------------------------------------------------
