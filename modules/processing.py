@@ -31,6 +31,7 @@ from modules import (
     sd_hijack,
     sd_models,
     sd_samplers,
+    sd_samplers_common,
     sd_schedulers,
     sd_vae,
     shared,
@@ -817,6 +818,7 @@ def process_images(p: StableDiffusionProcessing) -> Processed:
     stored = apply_override_settings(p.override_settings)
     p.clip_skip = int(opts.CLIP_stop_at_last_layers)  # an override may have changed it (infotext, Processed)
     try:
+        sd_samplers_common.apply_setting_overrides(p)
         model = shared.sd_model
         if model is None:
             raise UserError(sd_models.no_checkpoints_message())

@@ -244,3 +244,11 @@ class ImageRNG:
             return self.first()
         xs = [randn_without_seed(self.shape, generator, settings=self.settings) for generator in self.generators]
         return torch.stack(xs).to(self.settings.output_device)
+
+    def next_for_image(self, index: int) -> torch.Tensor:
+        """The next noise of image `index` alone, shaped `[1, *shape]`, for samplers that run image by image;
+        its generator continues exactly as `next()` would continue it."""
+        if self.is_first:
+            raise RuntimeError("ImageRNG.next_for_image needs the first noise drawn (first() or next())")
+        noise = randn_without_seed(self.shape, self.generators[index], settings=self.settings)
+        return noise.unsqueeze(0).to(self.settings.output_device)

@@ -224,7 +224,9 @@ options_templates.update(options_section(("sd", "Stable Diffusion", "sd"), {
     "sd_checkpoints_keep_in_cpu": OptionInfo(True, "Only keep one model on device"),
     "sd_checkpoint_cache": OptionInfo(0, "Checkpoints to cache in RAM (obsolete)", "slider", _slider(0, 10, 1)),
     "sd_unet": OptionInfo("Automatic", "SD Unet", "dropdown", {"choices": ["Automatic", "None"]}),
-    "enable_quantization": OptionInfo(False, "Enable quantization in K samplers for sharper and cleaner results. This may change existing seeds"),
+    # A1111 has no infotext key for this setting; ours lets an image made with it be reproduced.
+    "enable_quantization": OptionInfo(False, "Enable quantization in K samplers for sharper and cleaner results. This may change existing seeds",
+                                      infotext="Enable quantization"),
     "emphasis": OptionInfo("Original", "Emphasis mode", "radio",
                            {"choices": ["None", "Ignore", "Original", "No norm"]}, infotext="Emphasis"),
     "enable_batch_seeds": OptionInfo(True, "Make K-diffusion samplers produce same images in a batch as when making a single image"),
