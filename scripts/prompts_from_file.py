@@ -24,7 +24,8 @@ class Script(scripts.Script):
                                              elem_id=self.elem_id("checkbox_iterate_batch"))
         prompt_position = gr.Radio(["start", "end"], label="Insert prompts at the",
                                    elem_id=self.elem_id("prompt_position"), value="start")
-        prompt_txt = gr.Textbox(label="List of prompt inputs", lines=1, elem_id=self.elem_id("prompt_txt"))
+        prompt_txt = gr.Textbox(label="List of prompt inputs", value="", lines=1,
+                                elem_id=self.elem_id("prompt_txt"))
         file = gr.File(label="Upload prompt inputs", type="binary", elem_id=self.elem_id("file"))
 
         file.change(fn=load_prompt_file, inputs=[file], outputs=[file, prompt_txt, prompt_txt], show_progress=False,

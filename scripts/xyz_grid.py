@@ -65,7 +65,8 @@ class Script(scripts.Script):
             with gr.Row():
                 axis_type = gr.Dropdown(label=f"{name} type", choices=labels, value=labels[default], type="index",
                                         elem_id=self.elem_id(f"{name.lower()}_type"))
-                values = gr.Textbox(label=f"{name} values", lines=1, elem_id=self.elem_id(f"{name.lower()}_values"))
+                values = gr.Textbox(label=f"{name} values", value="", lines=1,
+                                    elem_id=self.elem_id(f"{name.lower()}_values"))
                 values_dropdown = gr.Dropdown(label=f"{name} values", visible=False, multiselect=True,
                                               interactive=True, choices=[], value=[])
                 fill = ToolButton(value=fill_values_symbol, elem_id=f"xyz_grid_fill_{name.lower()}_tool_button",

@@ -399,3 +399,32 @@ def test_merging_streams_tensors_instead_of_loading_models(tmp_path):
     assert size > 200_000_000
     assert peak - base < size / 2, (size, base, peak)
     assert (folder / "a + 0.5(b - c).safetensors").stat().st_size == size
+
+
+def test_checkpoint_merger_tab(ckpt_dir):
+    import gradio as gr
+
+    from modules import gradio_compat, ui_checkpoint_merger
+
+    gradio_compat.install()
+    with gr.Blocks():
+        dummy = gr.Textbox(visible=False)
+        checkpoint = gr.Dropdown(choices=[])
+        ui = ui_checkpoint_merger.UiCheckpointMerger()
+        ui.setup_ui(dummy_component=dummy, sd_model_checkpoint_component=checkpoint)
+    assert ui.primary_model_name.elem_id == "modelmerger_primary_model_name"
+    assert ui.modelmerger_merge.elem_id == "modelmerger_merge" and ui.interp_amount.value == 0.3
+    assert "m_a.safetensors" in " ".join(c[0] for c in ui.primary_model_name.choices)
+    values = [None, "m_a", "m_b", "", "Weighted sum", 0.6, False, "from-tab", "safetensors", 0, "None", "", True,
+              True, True, "{}", "FLAT_25", False]
+    assert len(values) == len(ui.merge_inputs(dummy))
+    *updates, message = ui_checkpoint_merger.modelmerger(*values)
+    assert message.startswith("Checkpoint saved to ") and message.endswith("from-tab.safetensors")
+    assert len(updates) == 4 and any("from-tab" in c for c in updates[0]["choices"])
+    assert json.loads(safetensors.safe_open(message[len("Checkpoint saved to "):], "pt").metadata()[
+        "sd_merge_recipe"])["block_weights"] == ",".join(["0.25"] * 25)
+    *_, message = ui_checkpoint_merger.modelmerger(None, "m_a", "", "", "Weighted sum", 0.5, False, "", "safetensors",
+                                                  0, "None", "", True, True, True, "{}", "", False)
+    assert message == "Failed: Merging requires a secondary model."
+    assert ui_checkpoint_merger.update_interp_description("Add difference").count("A + (B - C) * M") == 1
+    assert json.loads(extras_merge.read_metadata("m_a16", "m_b", None)) == {"format": "pt", "note": "half"}
