@@ -15,6 +15,7 @@ import csv
 import io
 import itertools
 import logging
+import math
 import os
 import random
 import re
@@ -361,11 +362,10 @@ def _number(text: str, kind: Callable) -> Any:
     return kind(text.replace(" ", ""))
 
 
-def _check_count(values: list, label: str) -> list:
-    if len(values) > MAX_AXIS_VALUES:
-        raise UserError(f"X/Y/Z plot: the {label} range gives {len(values)} values; at most {MAX_AXIS_VALUES} "
-                        "are allowed.")
-    return values
+def _limit(count: int, label: str) -> None:
+    """Refuse axes that would have more values than any grid could show (before making the list)."""
+    if count > MAX_AXIS_VALUES:
+        raise UserError(f"X/Y/Z plot: the {label} values would be {count}; at most {MAX_AXIS_VALUES} are allowed.")
 
 
 def expand_int_values(values: Sequence, label: str = "axis") -> list:
@@ -385,16 +385,16 @@ def expand_int_values(values: Sequence, label: str = "axis") -> list:
             step = int(m.group(3)) if m.group(3) is not None else 1
             if step == 0:
                 raise UserError(f"X/Y/Z plot: the step of the {label} range '{val}' must not be 0.")
-            if abs(end - start) // abs(step) > MAX_AXIS_VALUES:
-                _check_count([None] * (MAX_AXIS_VALUES + 1), label)
+            _limit(len(out) + len(range(start, end, step)), label)
             out += list(range(start, end, step))
         elif mc is not None:
             start, end = _number(mc.group(1), int), _number(mc.group(2), int)
-            num = _check_count([None] * int(mc.group(3)), label) if mc.group(3) is not None else [None]
-            out += [int(x) for x in np.linspace(start=start, stop=end, num=len(num)).tolist()]
+            num = int(mc.group(3)) if mc.group(3) is not None else 1
+            _limit(len(out) + num, label)
+            out += [int(x) for x in np.linspace(start=start, stop=end, num=num).tolist()]
         else:
             out.append(val)
-    return _check_count(out, label)
+    return out
 
 
 def expand_float_values(values: Sequence, label: str = "axis") -> list:
@@ -414,16 +414,16 @@ def expand_float_values(values: Sequence, label: str = "axis") -> list:
             step = float(m.group(3)) if m.group(3) is not None else 1.0
             if step == 0:
                 raise UserError(f"X/Y/Z plot: the step of the {label} range '{val}' must not be 0.")
-            if abs(end - start) / abs(step) > MAX_AXIS_VALUES:
-                _check_count([None] * (MAX_AXIS_VALUES + 1), label)
+            _limit(len(out) + max(0, math.ceil((end + step - start) / step)), label)
             out += np.arange(start, end + step, step).tolist()
         elif mc is not None:
             start, end = _number(mc.group(1), float), _number(mc.group(2), float)
-            num = _check_count([None] * int(mc.group(3)), label) if mc.group(3) is not None else [None]
-            out += np.linspace(start=start, stop=end, num=len(num)).tolist()
+            num = int(mc.group(3)) if mc.group(3) is not None else 1
+            _limit(len(out) + num, label)
+            out += np.linspace(start=start, stop=end, num=num).tolist()
         else:
             out.append(val)
-    return _check_count(out, label)
+    return out
 
 
 def parse_axis_values(opt: AxisOption, values_text: str, values_dropdown: Sequence | None = None,
@@ -448,7 +448,9 @@ def parse_axis_values(opt: AxisOption, values_text: str, values_dropdown: Sequen
     elif opt.type is float:
         valslist = expand_float_values(valslist, label)
     elif opt.type is str_permutations:
+        _limit(math.factorial(min(len(valslist), 10)), label)  # 10! is already far over the limit
         valslist = list(itertools.permutations(valslist))
+    _limit(len(valslist), label)
     if not valslist:
         raise UserError(f"X/Y/Z plot: no values given for the {label} axis.")
 
