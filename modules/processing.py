@@ -782,6 +782,9 @@ def create_infotext(p, all_prompts, all_seeds, all_subseeds, comments=None, iter
     )
 
 
+_UNSET = object()  # marks a setting that was not in opts.data before an override
+
+
 def apply_override_settings(overrides: dict[str, Any]) -> dict[str, Any]:
     """Apply per-job settings; returns the previous values. A checkpoint or VAE override loads it now."""
     stored: dict[str, Any] = {}
@@ -789,7 +792,7 @@ def apply_override_settings(overrides: dict[str, Any]) -> dict[str, Any]:
         for key, value in overrides.items():
             if key not in opts.data_labels:
                 continue
-            stored[key] = opts.data.get(key)
+            stored[key] = opts.data.get(key, _UNSET)
             if key == "sd_model_checkpoint":
                 info = sd_models.find_checkpoint(str(value))
                 sd_models.reload_model_weights(info=info)
@@ -805,8 +808,11 @@ def apply_override_settings(overrides: dict[str, Any]) -> dict[str, Any]:
 
 def restore_settings(stored: dict[str, Any]) -> None:
     for key, value in stored.items():
-        opts.data[key] = value
-        if key == "sd_model_checkpoint" and value:
+        if value is _UNSET:
+            opts.data.pop(key, None)  # it was never set: the default applies again
+        else:
+            opts.data[key] = value
+        if key == "sd_model_checkpoint" and isinstance(value, str) and value:
             info = sd_models.get_closet_checkpoint_match(value)
             if info is not None:
                 sd_models.reload_model_weights(info=info)

@@ -82,3 +82,10 @@ def test_override_settings_apply_for_one_job_and_are_restored(sd1):
 def test_legacy_combined_sampler_name_is_split(sd1):
     res = processing.process_images(make(sampler_name="DPM++ 2M Karras"))
     assert "Sampler: DPM++ 2M, Schedule type: Karras" in res.infotexts[0]
+
+
+def test_override_of_a_setting_never_set_restores_its_default(sd1):
+    shared.opts.data.pop("eta_noise_seed_delta", None)
+    processing.process_images(make(override_settings={"eta_noise_seed_delta": 31337}))
+    assert "eta_noise_seed_delta" not in shared.opts.data
+    assert shared.opts.eta_noise_seed_delta == shared.opts.data_labels["eta_noise_seed_delta"].default
