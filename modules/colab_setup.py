@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import http.client
 import json
 import logging
 import os
@@ -312,8 +313,12 @@ def download(item: DownloadItem, data_dir: str, say_inline: Callable[[str], None
     try:
         response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (scheme checked when parsed)
     except urllib.error.HTTPError as e:
-        if e.code == 416 and offset and _complete_range(e.headers.get("Content-Range"), offset):
-            return _finish(item, partial, os.path.join(folder, name), say_inline)
+        if e.code == 416 and offset:
+            if _complete_range(e.headers.get("Content-Range"), offset):
+                return _finish(item, partial, os.path.join(folder, name), say_inline)
+            os.remove(partial)  # longer than the file on the server now: it cannot be resumed
+            raise UserError(f"The partial download of {item.url} does not match the file on the server; it was "
+                            f"deleted. Run the cell again.") from e
         raise UserError(f"Downloading {item.url} failed: HTTP {e.code} {e.reason}.") from e
     except (urllib.error.URLError, OSError) as e:
         raise UserError(f"Downloading {item.url} failed: {getattr(e, 'reason', e)}.") from e
@@ -328,6 +333,9 @@ def download(item: DownloadItem, data_dir: str, say_inline: Callable[[str], None
             offset = 0  # the first request had no Range header: start from the beginning
         if response.status != 206:
             offset = 0  # the server sent the whole file
+        elif not (response.headers.get("Content-Range") or "").startswith(f"bytes {offset}-"):
+            raise UserError(f"Resuming {item.url}: the server answered with another byte range "
+                            f"({response.headers.get('Content-Range')}); delete {partial} and run the cell again.")
         length = response.headers.get("Content-Length")
         total = offset + int(length) if length and length.isdigit() else None
         progress = _Progress(name, total, say_inline)
@@ -338,7 +346,7 @@ def download(item: DownloadItem, data_dir: str, say_inline: Callable[[str], None
                     f.write(chunk)
                     done += len(chunk)
                     progress.update(done)
-        except OSError as e:
+        except (OSError, http.client.HTTPException) as e:
             raise UserError(f"Downloading {item.url} stopped at {done:,} bytes ({e}); run the cell again to "
                             f"resume.") from e
         progress.update(done, final=True)
@@ -516,6 +524,9 @@ class WebUIProcess:
             os.remove(pid_file())
 
 
+_current: WebUIProcess | None = None  # the server this kernel started
+
+
 def run_dir() -> str:
     """Logs and the pid file: on the runtime's disk (not Drive), under TMPDIR."""
     path = os.path.join(tempfile.gettempdir(), f"{APP_NAME}-colab")
@@ -529,8 +540,13 @@ def pid_file() -> str:
 
 def start_webui(options: LaunchOptions, timeout: float = 600.0, share_timeout: float = 60.0,
                 say: Say = _say) -> WebUIProcess:
-    """Start the server in the background, wait until it answers, print where to open it."""
+    """Start the server in the background, wait until it answers, print where to open it. Running the cell
+    again restarts it (the previous server is stopped first, so the port is free)."""
+    global _current
     command = build_command(options)
+    if _current is not None and _current.running():
+        say("Stopping the web UI started before...")
+        _current.stop()
     log_path = os.path.join(run_dir(), "webui.log")
     say(f"Starting: {redact(command, options.password)}")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -540,8 +556,12 @@ def start_webui(options: LaunchOptions, timeout: float = 600.0, share_timeout: f
                                    stdin=subprocess.DEVNULL, start_new_session=True)
     with open(pid_file(), "w", encoding="utf-8") as f:
         f.write(str(process.pid))
-    server = WebUIProcess(process, f"http://127.0.0.1:{options.port}", log_path)
-    _wait_until_ready(server, timeout)
+    server = _current = WebUIProcess(process, f"http://127.0.0.1:{options.port}", log_path)
+    try:
+        _wait_until_ready(server, timeout)
+    except UserError:
+        server.stop()
+        raise
     say(f"Running on {server.local_url} (log: {log_path})")
     if options.access == "share":
         server.public_url = _wait_for_share_url(server, share_timeout)
@@ -591,14 +611,15 @@ def colab_proxy_url(port: int) -> str:
 
 def stop_webui(server: WebUIProcess | None = None, say: Say = _say) -> None:
     """Stop the server started by start_webui (or the one named by the pid file, after a kernel restart)."""
-    if server is not None:
+    server = server or _current
+    if server is not None and server.running():
         server.stop()
         say("Stopped.")
         return
     try:
         with open(pid_file(), encoding="utf-8") as f:
             pid = int(f.read().strip())
-        os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, signal.SIGTERM)  # not this kernel's child: init reaps it
         say("Stopped.")
     except (FileNotFoundError, ValueError, ProcessLookupError):
         say("No web UI is running.")

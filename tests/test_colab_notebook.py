@@ -181,6 +181,18 @@ def test_download_complete_part_answered_416(tmp_path, file_server):
     assert Path(colab_setup.download(item, str(tmp_path), say_inline=lambda s: None)).read_bytes() == PAYLOAD
 
 
+def test_download_part_longer_than_the_file_is_deleted(tmp_path, file_server):
+    file_server.files["/m.pt"] = ServedFile(PAYLOAD[:100])
+    folder = tmp_path / "models" / "Stable-diffusion"
+    folder.mkdir(parents=True)
+    (folder / ".m.pt.part").write_bytes(PAYLOAD[:500])
+    item = colab_setup.parse_url_list(f"{file_server.base}/m.pt")[0]
+    with pytest.raises(UserError, match="does not match the file on the server; it was deleted"):
+        colab_setup.download(item, str(tmp_path), say_inline=lambda s: None)
+    assert list(folder.iterdir()) == []
+    assert Path(colab_setup.download(item, str(tmp_path), say_inline=lambda s: None)).read_bytes() == PAYLOAD[:100]
+
+
 def test_download_sha256_mismatch_deletes_the_file(tmp_path, file_server):
     file_server.files["/m.safetensors"] = ServedFile(PAYLOAD)
     wrong = "0" * 64
@@ -331,9 +343,51 @@ def test_share_url_and_colab_proxy(tmp_path, monkeypatch):
     assert colab_setup.colab_proxy_url(7860) == "https://7860-colab-proxy.example/"
 
 
+FAKE_LAUNCH = """
+import http.server, sys
+if "--fail" in sys.argv:
+    sys.exit("cannot start: no checkpoint")
+port = int(sys.argv[sys.argv.index("--port") + 1])
+httpd = http.server.HTTPServer(("127.0.0.1", port), http.server.BaseHTTPRequestHandler)
+print("Running on local URL:  http://127.0.0.1:%d" % port, flush=True)
+print("Running on public URL: https://fa4e.gradio.live", flush=True)
+httpd.serve_forever()
+"""
+
+
+def test_start_restart_and_stop(tmp_path, monkeypatch):
+    """start_webui against a stand-in launch.py (an HTTP server that prints a share URL): ready detection, the
+    share link, a second start replacing the first, stop without arguments, a failing start."""
+    monkeypatch.setattr(colab_setup.tempfile, "tempdir", str(tmp_path))
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "launch.py").write_text(FAKE_LAUNCH)
+    options = colab_setup.LaunchOptions(str(repo), str(tmp_path / "data"), "u", "pw123456", port=free_port())
+    said = []
+    first = colab_setup.start_webui(options, timeout=30, share_timeout=10, say=said.append)
+    try:
+        assert first.running() and first.public_url == "https://fa4e.gradio.live"
+        assert said[0].startswith("Starting: ") and "pw123456" not in said[0] and "u:********" in said[0]
+        assert said[1:] == [f"Running on {first.local_url} (log: {first.log_path})",
+                            "Public URL: https://fa4e.gradio.live"]
+        second = colab_setup.start_webui(options, timeout=30, share_timeout=10, say=said.append)
+        assert not first.running() and second.running()
+        assert (tmp_path / "sd-webui-colab" / "webui.pid").read_text() == str(second.process.pid)
+        colab_setup.stop_webui(say=said.append)
+        assert not second.running() and said[-1] == "Stopped."
+        assert not (tmp_path / "sd-webui-colab" / "webui.pid").exists()
+        options.extra_args = "--fail"
+        with pytest.raises(UserError, match="exited with code 1:\ncannot start: no checkpoint"):
+            colab_setup.start_webui(options, timeout=30, say=said.append)
+    finally:
+        for server in (first, colab_setup._current):
+            if server is not None and server.running():
+                server.stop()
+
+
 def test_stop_without_a_server(tmp_path, monkeypatch):
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    monkeypatch.setattr(colab_setup.tempfile, "tempdir", None)
+    monkeypatch.setattr(colab_setup.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(colab_setup, "_current", None)
     said = []
     colab_setup.stop_webui(say=said.append)
     assert said == ["No web UI is running."]
