@@ -105,9 +105,15 @@ def default_torch_command(cuda: bool) -> str:
 
 
 def requirements_met(requirements_file: str) -> bool:
-    """Every `name==version` / `name>=version` line already satisfied (fast path: skip pip)."""
+    """Every requirement line already satisfied (fast path: skip pip). Versions are checked too when `packaging`
+    is there: a preinstalled older copy (Colab ships its own transformers, for one) must not pass for the
+    version requirements.txt asks for."""
     from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        from packaging.requirements import InvalidRequirement, Requirement
+    except ImportError:
+        Requirement = None
     try:
         with open(requirements_file, encoding="utf-8") as f:
             lines = [line.split("#", 1)[0].strip() for line in f]
@@ -117,12 +123,19 @@ def requirements_met(requirements_file: str) -> bool:
         if not line:
             continue
         name = line
-        for sep in ("==", ">=", "<=", "~=", "<", ">", "["):
+        for sep in ("==", ">=", "<=", "~=", "!=", "<", ">", "[", ";"):
             name = name.split(sep, 1)[0]
         try:
-            version(name.strip())
+            installed = version(name.strip())
         except PackageNotFoundError:
             return False
+        if Requirement is not None:
+            try:
+                requirement = Requirement(line)
+            except InvalidRequirement:
+                continue
+            if requirement.specifier and not requirement.specifier.contains(installed, prereleases=True):
+                return False
     return True
 
 

@@ -56,6 +56,11 @@ def test_requirements_fast_path_sees_installed_packages(tmp_path):
     assert launch_utils.requirements_met(str(reqs))
     reqs.write_text("a-package-that-is-not-installed==1.0\n")
     assert not launch_utils.requirements_met(str(reqs))
+    # installed but too old / too new for the specifier: pip must run
+    reqs.write_text("pillow>=9999\n")
+    assert not launch_utils.requirements_met(str(reqs))
+    reqs.write_text("pillow<1.0\n")
+    assert not launch_utils.requirements_met(str(reqs))
 
 
 def test_launch_scripts_exist_and_delegate():
