@@ -368,9 +368,23 @@ def _limit(count: int, label: str) -> None:
         raise UserError(f"X/Y/Z plot: the {label} values would be {count}; at most {MAX_AXIS_VALUES} are allowed.")
 
 
-def expand_int_values(values: Sequence, label: str = "axis") -> list:
-    """Expand int ranges: `a-b` and `a-b (+s)` step (the end is included when the step lands on it: A1111's
-    `range(a, b + 1, s)`), `a-b [n]` n values evenly spaced and truncated. Other entries pass through."""
+def _int_step_range(start: str, end: str, step: str | None) -> list[int]:
+    # A1111's range(a, b + 1, s): the end is included when the step lands on it
+    return list(range(_number(start, int), _number(end, int) + 1, int(step) if step is not None else 1))
+
+
+def _float_step_range(start: str, end: str, step: str | None) -> list[float]:
+    # numpy's arange(a, b + s, s), as A1111: the end is usually included
+    a, b, s = _number(start, float), _number(end, float), float(step) if step is not None else 1.0
+    return np.arange(a, b + s, s).tolist()
+
+
+def _step_count(start: str, end: str, step: str | None, kind: Callable) -> int:
+    a, b, s = _number(start, kind), _number(end, kind), kind(step) if step is not None else 1
+    return len(range(a, b + 1, s)) if kind is int else max(0, math.ceil((b + s - a) / s))
+
+
+def _expand_ranges(values: Sequence, label: str, kind: Callable, step_re: re.Pattern, count_re: re.Pattern) -> list:
     out: list = []
     for val in values:
         if not isinstance(val, str):
@@ -378,52 +392,33 @@ def expand_int_values(values: Sequence, label: str = "axis") -> list:
             continue
         if val.strip() == "":
             continue
-        m = re_range.fullmatch(val)
-        mc = re_range_count.fullmatch(val)
+        m = step_re.fullmatch(val)
+        mc = count_re.fullmatch(val)
         if m is not None:
-            start, end = _number(m.group(1), int), _number(m.group(2), int) + 1
-            step = int(m.group(3)) if m.group(3) is not None else 1
-            if step == 0:
+            if m.group(3) is not None and float(m.group(3)) == 0:
                 raise UserError(f"X/Y/Z plot: the step of the {label} range '{val}' must not be 0.")
-            _limit(len(out) + len(range(start, end, step)), label)
-            out += list(range(start, end, step))
+            _limit(len(out) + _step_count(*m.groups(), kind), label)
+            out += (_int_step_range if kind is int else _float_step_range)(*m.groups())
         elif mc is not None:
-            start, end = _number(mc.group(1), int), _number(mc.group(2), int)
             num = int(mc.group(3)) if mc.group(3) is not None else 1
             _limit(len(out) + num, label)
-            out += [int(x) for x in np.linspace(start=start, stop=end, num=num).tolist()]
+            spaced = np.linspace(start=_number(mc.group(1), kind), stop=_number(mc.group(2), kind), num=num).tolist()
+            out += [kind(x) for x in spaced] if kind is int else spaced
         else:
             out.append(val)
     return out
+
+
+def expand_int_values(values: Sequence, label: str = "axis") -> list:
+    """Expand int ranges: `a-b` and `a-b (+s)` step (the end is included when the step lands on it),
+    `a-b [n]` n values evenly spaced and truncated. Other entries pass through."""
+    return _expand_ranges(values, label, int, re_range, re_range_count)
 
 
 def expand_float_values(values: Sequence, label: str = "axis") -> list:
     """Expand float ranges: `a-b (+s)` is numpy's arange(a, b + s, s) (A1111: the end is usually included),
     `a-b` steps by 1, `a-b [n]` n values evenly spaced. Other entries pass through."""
-    out: list = []
-    for val in values:
-        if not isinstance(val, str):
-            out.append(val)
-            continue
-        if val.strip() == "":
-            continue
-        m = re_range_float.fullmatch(val)
-        mc = re_range_count_float.fullmatch(val)
-        if m is not None:
-            start, end = _number(m.group(1), float), _number(m.group(2), float)
-            step = float(m.group(3)) if m.group(3) is not None else 1.0
-            if step == 0:
-                raise UserError(f"X/Y/Z plot: the step of the {label} range '{val}' must not be 0.")
-            _limit(len(out) + max(0, math.ceil((end + step - start) / step)), label)
-            out += np.arange(start, end + step, step).tolist()
-        elif mc is not None:
-            start, end = _number(mc.group(1), float), _number(mc.group(2), float)
-            num = int(mc.group(3)) if mc.group(3) is not None else 1
-            _limit(len(out) + num, label)
-            out += np.linspace(start=start, stop=end, num=num).tolist()
-        else:
-            out.append(val)
-    return out
+    return _expand_ranges(values, label, float, re_range_float, re_range_count_float)
 
 
 def parse_axis_values(opt: AxisOption, values_text: str, values_dropdown: Sequence | None = None,
