@@ -81,7 +81,9 @@ def _zip(path: Path, members: dict[str, bytes] | list[tuple[str, bytes]]) -> Non
 
 def torch_zip(path: Path, data_pkl: bytes, extra: dict[str, bytes] | None = None) -> None:
     """An archive laid out as torch.save writes it, with `data_pkl` as its pickle."""
-    _zip(path, {"archive/data.pkl": data_pkl, "archive/byteorder": b"little", "archive/version": b"3\n", **(extra or {})})
+    _zip(
+        path, {"archive/data.pkl": data_pkl, "archive/byteorder": b"little", "archive/version": b"3\n", **(extra or {})}
+    )
 
 
 @dataclass(frozen=True)
@@ -149,8 +151,11 @@ def _torchscript(path: Path, marker: Path) -> None:
 
 def _legacy_tar(path: Path, marker: Path) -> None:
     with tarfile.open(path, "w") as archive:
-        for name, data in (("storages", b"\x80\x02K\x00."), ("tensors", b"\x80\x02K\x00."),
-                           ("pickle", pickle.dumps(_system(marker), protocol=2))):
+        for name, data in (
+            ("storages", b"\x80\x02K\x00."),
+            ("tensors", b"\x80\x02K\x00."),
+            ("pickle", pickle.dumps(_system(marker), protocol=2)),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
@@ -199,7 +204,10 @@ def _payloads() -> list[Payload]:
         p("os.system, protocol 4 STACK_GLOBAL", _raw(lambda m: _call_opcodes("os", "system", _shell(m), protocol=4))),
         p("builtins.eval", _saved(lambda m: {"x": Reduce(eval, _code(m))})),
         p("builtins.exec", _saved(lambda m: {"x": Reduce(exec, _code(m))})),
-        p("builtins.compile then exec", _saved(lambda m: {"x": Reduce(exec, Reduce(compile, _code(m), "<p>", "exec"))})),
+        p(
+            "builtins.compile then exec",
+            _saved(lambda m: {"x": Reduce(exec, Reduce(compile, _code(m), "<p>", "exec"))}),
+        ),
         p("builtins.open writing the marker", _saved(lambda m: {"x": Reduce(open, str(m), "w")})),
         p("io.open writing the marker", _saved(lambda m: {"x": Reduce(io.open, str(m), "w")})),
         p("subprocess.Popen", _saved(lambda m: {"x": Reduce(subprocess.Popen, ["touch", str(m)])})),
@@ -211,89 +219,200 @@ def _payloads() -> list[Payload]:
         p("os.spawnlp", _saved(lambda m: {"x": Reduce(os.spawnlp, os.P_WAIT, "touch", "touch", str(m))})),
         p(
             "getattr(__import__('os'), 'system') chain",
-            _raw(lambda m: b"\x80\x02c__builtin__\ngetattr\n(c__builtin__\n__import__\n(" + _unicode("os") + b"tR"
-                 + _unicode("system") + b"tR(" + _unicode(_shell(m)) + b"tR."),
+            _raw(
+                lambda m: (
+                    b"\x80\x02c__builtin__\ngetattr\n(c__builtin__\n__import__\n("
+                    + _unicode("os")
+                    + b"tR"
+                    + _unicode("system")
+                    + b"tR("
+                    + _unicode(_shell(m))
+                    + b"tR."
+                )
+            ),
         ),
-        p("importlib.import_module + getattr", _saved(lambda m: {"x": Reduce(Reduce(getattr, _module("os"), "system"),
-                                                                              _shell(m))})),
-        p("operator.methodcaller on os", _saved(lambda m: {"x": Reduce(Reduce(operator.methodcaller, "system",
-                                                                               _shell(m)), _module("os"))})),
-        p("operator.attrgetter on os", _saved(lambda m: {"x": Reduce(Reduce(Reduce(operator.attrgetter, "system"),
-                                                                             _module("os")), _shell(m))})),
+        p(
+            "importlib.import_module + getattr",
+            _saved(lambda m: {"x": Reduce(Reduce(getattr, _module("os"), "system"), _shell(m))}),
+        ),
+        p(
+            "operator.methodcaller on os",
+            _saved(lambda m: {"x": Reduce(Reduce(operator.methodcaller, "system", _shell(m)), _module("os"))}),
+        ),
+        p(
+            "operator.attrgetter on os",
+            _saved(lambda m: {"x": Reduce(Reduce(Reduce(operator.attrgetter, "system"), _module("os")), _shell(m))}),
+        ),
         p("functools.partial", _saved(lambda m: {"x": Reduce(Reduce(functools.partial, os.system, _shell(m)))})),
-        p("pickle.loads of a nested pickle", _saved(lambda m: {"x": Reduce(pickle.loads,
-                                                                           pickle.dumps(_system(m), protocol=2))})),
-        p("_pickle.loads, protocol 4", _raw(lambda m: b"\x80\x04\x8c\x07_pickle\x8c\x05loads\x93(" + _bytes(
-            pickle.dumps(_system(m), protocol=2)) + b"tR.")),
-        p("marshal.loads + types.FunctionType", _saved(lambda m: {"x": Reduce(Reduce(
-            _function_type(), Reduce(marshal.loads, marshal.dumps(compile(_code(m), "<p>", "exec"))), {}))})),
-        p("compile + types.FunctionType", _saved(lambda m: {"x": Reduce(Reduce(
-            _function_type(), Reduce(compile, _code(m), "<p>", "exec"), {}))})),
+        p(
+            "pickle.loads of a nested pickle",
+            _saved(lambda m: {"x": Reduce(pickle.loads, pickle.dumps(_system(m), protocol=2))}),
+        ),
+        p(
+            "_pickle.loads, protocol 4",
+            _raw(
+                lambda m: (
+                    b"\x80\x04\x8c\x07_pickle\x8c\x05loads\x93(" + _bytes(pickle.dumps(_system(m), protocol=2)) + b"tR."
+                )
+            ),
+        ),
+        p(
+            "marshal.loads + types.FunctionType",
+            _saved(
+                lambda m: {
+                    "x": Reduce(
+                        Reduce(
+                            _function_type(), Reduce(marshal.loads, marshal.dumps(compile(_code(m), "<p>", "exec"))), {}
+                        )
+                    )
+                }
+            ),
+        ),
+        p(
+            "compile + types.FunctionType",
+            _saved(lambda m: {"x": Reduce(Reduce(_function_type(), Reduce(compile, _code(m), "<p>", "exec"), {}))}),
+        ),
         p("timeit.timeit", _saved(lambda m: {"x": Reduce(timeit.timeit, _code(m), "pass", time.perf_counter, 1)})),
         p("cProfile.run", _saved(lambda m: {"x": Reduce(cProfile.run, _code(m))})),
-        p("code.InteractiveInterpreter.runsource", _saved(lambda m: {"x": Reduce(Reduce(
-            getattr, Reduce(importlib.import_module("code").InteractiveInterpreter), "runsource"), _code(m))})),
-        p("runpy.run_path", lambda path, m: torch.save(
-            {"x": Reduce(runpy.run_path, str(_helper_file(m, ".script.py", _code(m))))}, path)),
-        p("ctypes libc system()", _saved(lambda m: {"x": Reduce(Reduce(getattr, Reduce(ctypes.CDLL, None), "system"),
-                                                                _shell(m).encode())})),
+        p(
+            "code.InteractiveInterpreter.runsource",
+            _saved(
+                lambda m: {
+                    "x": Reduce(
+                        Reduce(getattr, Reduce(importlib.import_module("code").InteractiveInterpreter), "runsource"),
+                        _code(m),
+                    )
+                }
+            ),
+        ),
+        p(
+            "runpy.run_path",
+            lambda path, m: torch.save(
+                {"x": Reduce(runpy.run_path, str(_helper_file(m, ".script.py", _code(m))))}, path
+            ),
+        ),
+        p(
+            "ctypes libc system()",
+            _saved(lambda m: {"x": Reduce(Reduce(getattr, Reduce(ctypes.CDLL, None), "system"), _shell(m).encode())}),
+        ),
         # --- calls that create files -------------------------------------------------------------------------------
         p("os.makedirs", _saved(lambda m: {"x": Reduce(os.makedirs, str(m))})),
         p("os.mkfifo", _saved(lambda m: {"x": Reduce(os.mkfifo, str(m))})),
         p("shutil.copyfile", _saved(lambda m: {"x": Reduce(shutil.copyfile, os.devnull, str(m))})),
         p("logging.FileHandler", _saved(lambda m: {"x": Reduce(logging.FileHandler, str(m))})),
         p("zipfile.ZipFile in write mode", _saved(lambda m: {"x": Reduce(zipfile.ZipFile, str(m), "w")})),
-        p("sqlite3.connect", _saved(lambda m: {"x": Reduce(Reduce(getattr, Reduce(sqlite3.connect, str(m)),
-                                                                  "execute"), "create table t(x)")})),
+        p(
+            "sqlite3.connect",
+            _saved(
+                lambda m: {
+                    "x": Reduce(Reduce(getattr, Reduce(sqlite3.connect, str(m)), "execute"), "create table t(x)")
+                }
+            ),
+        ),
         p("gzip.open", _saved(lambda m: {"x": Reduce(gzip.open, str(m), "wb")})),
         p("tarfile.open", _saved(lambda m: {"x": Reduce(tarfile.open, str(m), "w")})),
         p("numpy.save", _saved(lambda m: {"x": Reduce(np.save, str(m), np.zeros(2))})),
         p("torch.save", _saved(lambda m: {"x": Reduce(torch.save, {"a": 1}, str(m))})),
-        p("torch.hub.download_url_to_file (file://)", lambda path, m: torch.save(
-            {"x": Reduce(torch.hub.download_url_to_file, _helper_file(m, ".src", "x").as_uri(), str(m), None, False)},
-            path)),
+        p(
+            "torch.hub.download_url_to_file (file://)",
+            lambda path, m: torch.save(
+                {
+                    "x": Reduce(
+                        torch.hub.download_url_to_file, _helper_file(m, ".src", "x").as_uri(), str(m), None, False
+                    )
+                },
+                path,
+            ),
+        ),
         # --- weights-only bypass shapes and allowed names carrying forbidden ones ------------------------------
-        p("torch.storage._load_from_bytes (pre-2.6 bypass)", _raw(
-            lambda m: pickle.dumps(Reduce(torch.storage._load_from_bytes, _inner_zip_bytes(m)), protocol=2))),
-        p("torch.load of a nested file", lambda path, m: torch.save(
-            {"x": Reduce(torch.load, str(_helper_file(m, ".inner", "")), None, None)}, path), live=False),
+        p(
+            "torch.storage._load_from_bytes (pre-2.6 bypass)",
+            _raw(lambda m: pickle.dumps(Reduce(torch.storage._load_from_bytes, _inner_zip_bytes(m)), protocol=2)),
+        ),
+        p(
+            "torch.load of a nested file",
+            lambda path, m: torch.save({"x": Reduce(torch.load, str(_helper_file(m, ".inner", "")), None, None)}, path),
+            live=False,
+        ),
         p("numpy object array holding a call", _saved(lambda m: {"x": np.array([_system(m), 1], dtype=object)})),
         p("OrderedDict holding a call", _saved(lambda m: collections.OrderedDict(w=torch.ones(2), x=_system(m)))),
         p("set holding a call", _saved(lambda m: {"x": {_system(m)}})),
         p("_codecs.encode of a call's result", _saved(lambda m: {"x": Reduce(codecs.encode, _system(m), "utf-8")})),
-        p("BUILD state of an allowed class holding a call", _raw(
-            lambda m: b"\x80\x02ccollections\nOrderedDict\n)R}" + _unicode("x") + pickle.dumps(
-                _system(m), protocol=2)[2:-1] + b"sb.")),
-        p("dotted name through an allowed-looking module (torch.serialization.os.system)", _raw(
-            lambda m: _call_opcodes("torch.serialization", "os.system", _shell(m), protocol=4))),
-        p("dotted name OrderedDict.fromkeys", _raw(lambda m: b"\x80\x04\x8c\x0bcollections\x8c\x14OrderedDict.fromkeys"
-                                                   b"\x93."), live=False),
-        p("allowed module, other name (__builtin__.setattr)", _raw(lambda m: b"\x80\x02c__builtin__\nsetattr\n."),
-          live=False),
+        p(
+            "BUILD state of an allowed class holding a call",
+            _raw(
+                lambda m: (
+                    b"\x80\x02ccollections\nOrderedDict\n)R}"
+                    + _unicode("x")
+                    + pickle.dumps(_system(m), protocol=2)[2:-1]
+                    + b"sb."
+                )
+            ),
+        ),
+        p(
+            "dotted name through an allowed-looking module (torch.serialization.os.system)",
+            _raw(lambda m: _call_opcodes("torch.serialization", "os.system", _shell(m), protocol=4)),
+        ),
+        p(
+            "dotted name OrderedDict.fromkeys",
+            _raw(lambda m: b"\x80\x04\x8c\x0bcollections\x8c\x14OrderedDict.fromkeys\x93."),
+            live=False,
+        ),
+        p(
+            "allowed module, other name (__builtin__.setattr)",
+            _raw(lambda m: b"\x80\x02c__builtin__\nsetattr\n."),
+            live=False,
+        ),
         p("module name with a NUL byte", _raw(lambda m: b"\x80\x02cos\x00\nsystem\n."), live=False),
         p("torch.nn.Module pickled whole", _saved(lambda m: {"m": torch.nn.Linear(2, 2)}), live=False),
-        p("numpy.testing runstring", _raw(lambda m: _call_opcodes("numpy.testing._private.utils", "runstring",
-                                                                 _code(m)) [:-3] + b"}tR."), live=False),
-        p("copyreg._reconstructor", _raw(lambda m: b"\x80\x02ccopyreg\n_reconstructor\n(c__builtin__\nobject\n"
-                                         b"c__builtin__\nobject\nNtR."), live=False),
+        p(
+            "numpy.testing runstring",
+            _raw(lambda m: _call_opcodes("numpy.testing._private.utils", "runstring", _code(m))[:-3] + b"}tR."),
+            live=False,
+        ),
+        p(
+            "copyreg._reconstructor",
+            _raw(lambda m: b"\x80\x02ccopyreg\n_reconstructor\n(c__builtin__\nobject\nc__builtin__\nobject\nNtR."),
+            live=False,
+        ),
         p("payload after many real tensors", _saved(lambda m: {**_state_dict(), "zzz": _system(m)})),
-        p("call nested deep in dicts and lists", _saved(
-            lambda m: {"state_dict": {"a": [1, {"b": (torch.zeros(1), [[[[_system(m)]]]])}]}})),
-        p("call as a Lightning callbacks key", _saved(lambda m: {"state_dict": _state_dict(),
-                                                                 "callbacks": {_system(m): {}}})),
+        p(
+            "call nested deep in dicts and lists",
+            _saved(lambda m: {"state_dict": {"a": [1, {"b": (torch.zeros(1), [[[[_system(m)]]]])}]}}),
+        ),
+        p(
+            "call as a Lightning callbacks key",
+            _saved(lambda m: {"state_dict": _state_dict(), "callbacks": {_system(m): {}}}),
+        ),
         p("INST opcode", _raw(lambda m: f"(V{_shell(m)}\nios\nsystem\n.".encode())),
-        p("OBJ opcode", _raw(lambda m: b"\x80\x02(csubprocess\nPopen\n](" + _unicode("touch") + _unicode(str(m))
-                              + b"eo.")),
+        p(
+            "OBJ opcode",
+            _raw(lambda m: b"\x80\x02(csubprocess\nPopen\n](" + _unicode("touch") + _unicode(str(m)) + b"eo."),
+        ),
         # --- archive and format attacks ----------------------------------------------------------------------------
-        p("extra zip member (payload.py)", _raw(lambda m: pickle.dumps({"a": 1}, protocol=2),
-                                                 {"archive/payload.py": b"import os"}), live=False),
-        p("zip member with ../ in its name", _raw(lambda m: pickle.dumps({"a": 1}, protocol=2),
-                                                   {"archive/../../evil.sh": b"#!/bin/sh"}), live=False),
-        p("absolute zip member name", _raw(lambda m: pickle.dumps({"a": 1}, protocol=2),
-                                            {"/tmp/evil.sh": b"#!/bin/sh"}), live=False),
-        p("two data.pkl records", lambda path, m: _zip(path, {"a/data.pkl": pickle.dumps({"a": 1}, protocol=2),
-                                                              "b/data.pkl": pickle.dumps(_system(m), protocol=2)}),
-          live=False),
+        p(
+            "extra zip member (payload.py)",
+            _raw(lambda m: pickle.dumps({"a": 1}, protocol=2), {"archive/payload.py": b"import os"}),
+            live=False,
+        ),
+        p(
+            "zip member with ../ in its name",
+            _raw(lambda m: pickle.dumps({"a": 1}, protocol=2), {"archive/../../evil.sh": b"#!/bin/sh"}),
+            live=False,
+        ),
+        p(
+            "absolute zip member name",
+            _raw(lambda m: pickle.dumps({"a": 1}, protocol=2), {"/tmp/evil.sh": b"#!/bin/sh"}),
+            live=False,
+        ),
+        p(
+            "two data.pkl records",
+            lambda path, m: _zip(
+                path,
+                {"a/data.pkl": pickle.dumps({"a": 1}, protocol=2), "b/data.pkl": pickle.dumps(_system(m), protocol=2)},
+            ),
+            live=False,
+        ),
         p("duplicate data.pkl names", _duplicate_names, live=False),
         p("no data.pkl", lambda path, m: _zip(path, {"archive/version": b"3\n"}), live=False),
         p("TorchScript archive (code/ members)", _torchscript, live=False),
@@ -304,8 +423,11 @@ def _payloads() -> list[Payload]:
         p("deflated zip bomb as data.pkl (64 MiB of zeros)", _zip_bomb, live=False),
         p("truncated zip", lambda path, m: path.write_bytes(b"PK\x03\x04" + bytes(40)), live=False),
         # --- malformed opcodes -------------------------------------------------------------------------------------
-        p("persistent id that is not a storage", _raw(lambda m: b"\x80\x02" + _unicode("evil") + b"\x85Q."),
-          live=False),
+        p(
+            "persistent id that is not a storage",
+            _raw(lambda m: b"\x80\x02" + _unicode("evil") + b"\x85Q."),
+            live=False,
+        ),
         p("PERSID text persistent id", _raw(lambda m: b"Pevil\n."), live=False),
         p("EXT1 extension code", _raw(lambda m: b"\x80\x02\x82\x01."), live=False),
         p("protocol 5 out-of-band buffer", _raw(lambda m: b"\x80\x05\x97."), live=False),

@@ -118,8 +118,13 @@ def test_live_payloads_run_when_loaded_unsafely(tmp_path):
         "        except Exception:\n"
         "            pass\n"
     )
-    subprocess.run([sys.executable, "-c", script, *(str(tmp_path / f"{i}.pt") for i, _ in live)],
-                   cwd=tmp_path, capture_output=True, timeout=240, check=False)
+    subprocess.run(
+        [sys.executable, "-c", script, *(str(tmp_path / f"{i}.pt") for i, _ in live)],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=240,
+        check=False,
+    )
     deadline = time.monotonic() + 10  # Popen and os.popen payloads finish on their own
     missing = live
     while missing and time.monotonic() < deadline:
@@ -154,8 +159,15 @@ def test_every_loader_refuses_every_hostile_pickle(loader, hostile_dir, torch_lo
         else:
             problems.append(f"{path.name}: loaded")
     executed = len(hostile_pickles.traces(marker))
-    record("hostile pickles", loader=loader, tried=tried, refused=refused, executed=executed,
-           seconds=round(time.perf_counter() - start, 2), reasons=dict(reasons))
+    record(
+        "hostile pickles",
+        loader=loader,
+        tried=tried,
+        refused=refused,
+        executed=executed,
+        seconds=round(time.perf_counter() - start, 2),
+        reasons=dict(reasons),
+    )
     assert executed == 0
     assert not problems, "\n".join(problems[:20])
     assert tried == refused >= 50 * (len(hostile_pickles.EXTENSIONS) - (1 if loader == "embedding" else 0))
@@ -204,8 +216,13 @@ def test_every_loader_refuses_every_hostile_safetensors(tmp_path):
                 problems.append(f"{name} via {loader}: {type(e).__name__}: {e}")
             else:
                 problems.append(f"{name} via {loader}: loaded")
-    record("hostile safetensors", kinds=len(HOSTILE_HEADERS), loaders=len(SAFETENSORS_LOADERS), tried=tried,
-           refused=refused)
+    record(
+        "hostile safetensors",
+        kinds=len(HOSTILE_HEADERS),
+        loaders=len(SAFETENSORS_LOADERS),
+        tried=tried,
+        refused=refused,
+    )
     assert not problems, "\n".join(problems[:20])
     assert tried == refused == len(HOSTILE_HEADERS) * len(SAFETENSORS_LOADERS)
 
@@ -250,8 +267,11 @@ def test_a_real_100_mb_header_is_read_within_limits(tmp_path):
 def test_metadata_is_returned_as_text_never_interpreted(tmp_path):
     """HTML and script in metadata stay plain strings (the views escape them; tests/hardening/test_escaping.py)."""
     path = tmp_path / "lora.safetensors"
-    evil = {"ss_output_name": "<img src=x onerror=alert(1)>", "ss_tag_frequency": '{"<script>": {"x": 1}}',
-            "modelspec.title": "\"><svg onload=alert(1)>"}
+    evil = {
+        "ss_output_name": "<img src=x onerror=alert(1)>",
+        "ss_tag_frequency": '{"<script>": {"x": 1}}',
+        "modelspec.title": '"><svg onload=alert(1)>',
+    }
     safetensors.torch.save_file({"w": torch.ones(1)}, path, metadata=evil)
     assert model_files.read_metadata(path) == evil
     on_disk = NetworkOnDisk("lora", str(path))
