@@ -111,7 +111,7 @@ class Api:
         self.queue_lock = queue_lock or call_queue.queue_lock
         cmd_opts = shared.cmd_opts
         self.credentials = credentials.api_credentials(cmd_opts)
-        middleware.install(app, self.credentials, cmd_opts.api_log)
+        middleware.install(app, self.credentials, cmd_opts.api_log, protect_all=bool(cmd_opts.nowebui))
 
         add = self.add_api_route
         v1 = "/sdapi/v1"
