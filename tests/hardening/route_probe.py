@@ -61,8 +61,12 @@ def enumerate_routes(routes, prefix: str = "") -> list[tuple[str, str, str]]:
     return found
 
 
-WEBSOCKET_HANDSHAKE = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-                       "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+WEBSOCKET_HANDSHAKE = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
 
 
 def serve_in_thread(app) -> tuple[object, str]:
@@ -101,13 +105,22 @@ def main() -> None:
             url = path_params(route_path) or "/"
             body = {} if method in ("POST", "PUT", "PATCH") else None
             try:
-                with client.stream(method if kind == "http" else "GET", url, json=body,
-                                   headers=WEBSOCKET_HANDSHAKE if kind == "websocket" else None) as response:
+                with client.stream(
+                    method if kind == "http" else "GET",
+                    url,
+                    json=body,
+                    headers=WEBSOCKET_HANDSHAKE if kind == "websocket" else None,
+                ) as response:
                     streaming = "event-stream" in response.headers.get("content-type", "")
                     text = next(response.iter_text(), "") if streaming else response.read().decode(errors="replace")
-                    report(path=route_path, method=method, status=response.status_code,
-                           location=response.headers.get("location", ""), body=text[:300],
-                           login_page="auth_required" in text and '"components"' not in text)
+                    report(
+                        path=route_path,
+                        method=method,
+                        status=response.status_code,
+                        location=response.headers.get("location", ""),
+                        body=text[:300],
+                        login_page="auth_required" in text and '"components"' not in text,
+                    )
             except httpx.HTTPError as e:
                 report(path=route_path, method=method, status=0, location="", body=f"{type(e).__name__}: {e}")
         if os.environ.get("PROBE_CREDENTIALS"):

@@ -28,8 +28,18 @@ API_AUTH = ["--api-auth", f"api:{SECRETS[1]}"]
 
 # What a visitor must reach to log in: the login form and the page's static files (no data, no actions).
 LOGIN_ROUTES = {
-    "/login", "/login/", "/logout", "/favicon.ico", "/theme.css", "/gradio_api/theme.css", "/robots.txt",
-    "/manifest.json", "/pwa_icon", "/pwa_icon/{size}", "/svelte/{path:path}", "/static/{path:path}",
+    "/login",
+    "/login/",
+    "/logout",
+    "/favicon.ico",
+    "/theme.css",
+    "/gradio_api/theme.css",
+    "/robots.txt",
+    "/manifest.json",
+    "/pwa_icon",
+    "/pwa_icon/{size}",
+    "/svelte/{path:path}",
+    "/static/{path:path}",
     "/assets/{path:path}",
 }
 # The page itself and its config answer the login form only (Gradio's auth_required config, no components).
@@ -59,7 +69,12 @@ def probe(tmp_path: Path, flags: list[str], login: str) -> tuple[list[dict], str
     env.pop("IGNORE_CMD_ARGS_ERRORS", None)
     done = subprocess.run(
         [sys.executable, "-m", "tests.hardening.route_probe", "--skip-torch-cuda-test", "--use-cpu", "all", *flags],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     results = [line for line in lines if "path" in line]
@@ -137,11 +152,21 @@ def test_exposed_server_without_password_refuses_extension_installs(monkeypatch)
     from modules import extension_install, shared
     from modules.errors import UserError
 
-    for flags, disabled in [(["--listen"], True), (["--share"], True), ([], False),
-                            (["--listen", "--enable-insecure-extension-access"], False)]:
+    for flags, disabled in [
+        (["--listen"], True),
+        (["--share"], True),
+        ([], False),
+        (["--listen", "--enable-insecure-extension-access"], False),
+    ]:
         code = "from modules.shared_cmd_options import cmd_opts; print(cmd_opts.disable_extension_access)"
-        out = subprocess.run([sys.executable, "-c", f"import sys; sys.argv = ['webui.py', *{flags!r}]; {code}"],
-                             cwd=ROOT, capture_output=True, text=True, timeout=60, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", f"import sys; sys.argv = ['webui.py', *{flags!r}]; {code}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
         assert out.strip().splitlines()[-1] == str(disabled), flags
     monkeypatch.setattr(shared.cmd_opts, "disable_extension_access", True)
     with pytest.raises(UserError, match="extension access disabled"):
