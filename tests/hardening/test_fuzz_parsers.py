@@ -141,8 +141,11 @@ def random_text(rng: random.Random, tokens: list[str], max_tokens: int) -> str:
 
 
 def documented(e: Exception) -> bool:
-    """A1111's one documented failure: an emphasis weight that is not a number, e.g. (a:1.2.3)."""
-    return isinstance(e, ValueError) and "could not convert string to float" in str(e)
+    """A1111's one documented failure: an emphasis weight that is not a number, e.g. (a:1.2.3) (a ValueError that
+    is also a UserError here, so the API answers 400)."""
+    return isinstance(e, prompt_parser.PromptWeightError) or (
+        isinstance(e, ValueError) and "could not convert string to float" in str(e)
+    )
 
 
 def test_prompt_parser_never_crashes():
@@ -213,3 +216,14 @@ def test_png_info_route_answers_hostile_infotext_without_a_500(server, text):
         server.url + "/sdapi/v1/png-info", json={"image": base64.b64encode(buffer.getvalue()).decode()}, timeout=30
     )
     assert r.status_code < 500, r.text
+
+
+def test_an_unparsable_prompt_weight_is_a_400_not_a_500(server):
+    import requests
+
+    r = requests.post(
+        server.url + "/sdapi/v1/txt2img",
+        json={"prompt": "(a:1.2.3)", "steps": 1, "width": 64, "height": 64},
+        timeout=120,
+    )
+    assert r.status_code == 400 and "is not a number" in r.json()["detail"], r.text
