@@ -15,7 +15,7 @@ PAYLOADS = [
     "&lt;already&gt; <b>bold</b>",
 ]
 # A tag can only start with a raw "<"; escaped text such as "&lt;img onerror=…&gt;" in an attribute is inert.
-RAW = ("<script", "<img", "<svg", "<iframe", "<b>")
+RAW = ("<script", "<img", "<svg", "<iframe", "<b>bold")  # the views use <b> for their own labels
 
 
 def assert_inert(html_text: str) -> None:
