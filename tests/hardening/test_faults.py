@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -231,3 +232,16 @@ def test_missing_or_corrupt_checkpoint_in_settings_falls_back_with_a_message(sd1
         shared.opts.sd_model_checkpoint = saved_setting
         sd_models.model_data.loaded_sd_models[:] = saved_models[0]
         sd_models.model_data.sd_model = saved_models[1]
+
+
+def test_temp_files_of_killed_writers_are_removed_by_the_next_save(tmp_path):
+    from modules import fileio
+
+    stale, fresh, other = tmp_path / ".0123456789abcdef.tmp", tmp_path / ".fedcba9876543210.tmp", tmp_path / ".x.tmp"
+    for path in (stale, fresh, other):
+        path.write_bytes(b"half")
+    old = time.time() - fileio.STALE_AFTER_S - 60
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    fileio.atomic_write_text(str(tmp_path / "config.json"), "{}")
+    assert not stale.exists() and fresh.exists() and other.exists()  # a live writer's file and others' files stay
