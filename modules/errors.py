@@ -29,6 +29,12 @@ class UnsafeFileError(UserError):
     """A model file was refused because loading it could run code or it is malformed."""
 
 
+class OutOfMemoryError(UserError):
+    """The device ran out of memory during a job (the job is abandoned, the server keeps serving)."""
+
+    status_code = 507
+
+
 def report(message: str, *, exc_info: bool = False) -> None:
     """Log an unexpected error with its traceback (A1111's errors.report)."""
     log.error(message, exc_info=exc_info)

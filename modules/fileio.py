@@ -4,9 +4,29 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
+import time
 from collections.abc import Iterator
 from typing import IO
+
+TEMP_NAME = re.compile(r"\.[0-9a-f]{16}\.tmp")
+STALE_AFTER_S = 3600
+
+
+def remove_stale_temp_files(folder: str, older_than_s: float = STALE_AFTER_S) -> int:
+    """Remove the temp files of writers that were killed (SIGKILL, power loss) before renaming them: a killed
+    checkpoint merge would otherwise leave gigabytes behind. A live writer's file is recent, so it is kept."""
+    removed = 0
+    cutoff = time.time() - older_than_s
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            if TEMP_NAME.fullmatch(entry.name):
+                with contextlib.suppress(OSError):
+                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        os.remove(entry.path)
+                        removed += 1
+    return removed
 
 
 @contextlib.contextmanager
@@ -18,6 +38,7 @@ def atomic_file(filename: str, mode: str = "wb", encoding: str | None = None,
     """
     folder = os.path.dirname(os.path.abspath(filename))
     os.makedirs(folder, exist_ok=True)
+    remove_stale_temp_files(folder)
     # A random hidden name, created exclusively: concurrent writers of one target never share a temp file.
     tmp = os.path.join(folder, f".{secrets.token_hex(8)}.tmp")  # short: the target name may be at the length limit
     try:

@@ -108,6 +108,16 @@ def _save_error(path: str, e: OSError) -> ImageSaveError:
     return ImageSaveError(f"Could not save {path}: {advice}. Nothing was written.")
 
 
+def _forced_file_name(folder: str, name: str, extension: str) -> str:
+    """`folder/name.extension`, refused when the name (an absolute path, `..`, a NUL) would lead outside `folder`."""
+    fullfn = os.path.join(folder, f"{name}.{extension}")
+    real_folder = os.path.realpath(folder)
+    if "\x00" in fullfn or not os.path.realpath(fullfn).startswith(real_folder.rstrip(os.sep) + os.sep):
+        raise ImageSaveError(f"Could not save the image as {name!r}: the name leads outside the output folder "
+                             f"{folder}. Nothing was written.")
+    return fullfn
+
+
 def _write_atomically(target: str, write: Callable[[IO[bytes]], None]) -> None:
     """Write through a hidden temporary file in the same folder, then rename: readers never see half a file."""
     try:
@@ -268,7 +278,7 @@ def save_image(
         if forced_filename is None:
             fullfn = _numbered_file_name(namegen, path, basename, seed, extension, short_filename, suffix, opts)
         else:
-            fullfn = os.path.join(path, f"{forced_filename}.{extension}")
+            fullfn = _forced_file_name(path, forced_filename, extension)
     except OSError as e:
         raise _save_error(path, e) from e
 

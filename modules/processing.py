@@ -19,6 +19,7 @@ from PIL import Image
 from modules import (
     conditioning,
     devices,
+    errors,
     extra_networks,
     hires_fix,
     images,
@@ -843,6 +844,11 @@ def process_images(p: StableDiffusionProcessing) -> Processed:
         model.alphas_cumprod = alphas.to(original_alphas.device)
         try:
             return process_images_inner(p)
+        except torch.OutOfMemoryError as e:
+            devices.torch_gc()  # what the failed job held is released before the next one
+            raise errors.OutOfMemoryError(
+                f"Out of memory while generating a {p.width}x{p.height} image (batch size {p.batch_size}): use a "
+                "smaller size or batch, or start with --medvram or --lowvram.") from e
         finally:
             model.alphas_cumprod = original_alphas
     finally:

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from modules.errors import UserError
+
 log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------------------------
@@ -368,12 +370,16 @@ class _WeightRuns:
         ]
 
 
+class PromptWeightError(UserError, ValueError):
+    """An emphasis weight that is not a number, e.g. ``(a:1.2.3)`` (a ValueError, as in A1111)."""
+
+
 def _emphasis_weight(number: str) -> float:
     try:
         return float(number)
     except ValueError:
-        # A1111 raises ValueError here too; keep the type, say what is wrong
-        raise ValueError(f"prompt weight {number!r} is not a number: write weights like (word:1.2)") from None
+        # A1111 raises ValueError here too; keep the type, say what is wrong (a UserError: a 400, not a 500)
+        raise PromptWeightError(f"prompt weight {number!r} is not a number: write weights like (word:1.2)") from None
 
 
 def parse_prompt_attention(text: str) -> list[list]:

@@ -202,8 +202,29 @@ class ModelData:
         if self.sd_model is None and not shared.cmd_opts.ui_debug_mode:
             with self.lock:
                 if self.sd_model is None:
-                    load_model()
+                    self._load_selected_or_fallback()
         return self.sd_model
+
+    def _load_selected_or_fallback(self) -> None:
+        """The selected checkpoint; if that file is missing or cannot be loaded, the first one that can, with a
+        message (a corrupt file chosen in settings must not leave the server without a model)."""
+        selected = select_checkpoint()
+        try:
+            load_model(selected)
+            return
+        except UserError as e:
+            error = e
+        for info in checkpoints_list.values():
+            if info.filename == selected.filename:
+                continue
+            try:
+                load_model(info)
+            except UserError:
+                continue
+            self.load_error = f"{error} Loaded {info.title} instead."
+            log.warning("Could not load the selected checkpoint (%s); loaded %s instead.", error, info.title)
+            return
+        raise error
 
     def set_sd_model(self, model: Any) -> None:
         self.sd_model = model

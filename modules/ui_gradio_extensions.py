@@ -88,6 +88,8 @@ def _output_roots() -> list[str]:
 def resolve_file(requested: str) -> tuple[str, bool]:
     """(real path, is active content to force as a download) for a `file=` request, or raise PermissionError /
     FileNotFoundError. Relative paths are relative to the repository."""
+    if "\x00" in requested:  # no file has one; os.path would raise ValueError (a 500) instead of refusing
+        raise PermissionError(requested)
     path = requested if os.path.isabs(requested) else os.path.join(paths_internal.script_path, requested)
     real = os.path.realpath(path)
     suffix = os.path.splitext(real)[1].lower()

@@ -14,7 +14,8 @@ webuiapi = pytest.importorskip("webuiapi")
 
 
 class ApiServer(Server):
-    """A --nowebui server: there is no page at /, so readiness is /internal/ping."""
+    """A --nowebui server: there is no page at /, so readiness is /internal/ping answering (401 with credentials
+    set: every route of an API-only server needs them)."""
 
     def wait_ready(self, timeout: float = 120) -> float:
         deadline = time.perf_counter() + timeout
@@ -22,7 +23,7 @@ class ApiServer(Server):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
             try:
-                if requests.get(self.url + "/internal/ping", timeout=2).status_code == 200:
+                if requests.get(self.url + "/internal/ping", timeout=2).status_code in (200, 401):
                     return time.perf_counter() - self.started_at
             except requests.RequestException:
                 pass
@@ -95,8 +96,9 @@ def test_api_auth_is_http_basic_with_401_and_www_authenticate(auth_server):
     assert requests.post(auth_server.url + "/sdapi/v1/txt2img", json={}, timeout=10).status_code == 401
     assert requests.post(auth_server.url + "/sdapi/v1/server-kill", timeout=10).status_code == 401
     assert auth_server.proc.poll() is None
-    # the liveness probes outside /sdapi stay open
-    assert requests.get(auth_server.url + "/internal/ping", timeout=10).status_code == 200
+    # an API-only server has nothing else guarding its other routes: the liveness probes need credentials too
+    assert requests.get(auth_server.url + "/internal/ping", timeout=10).status_code == 401
+    assert requests.get(auth_server.url + "/internal/ping", auth=("bob", "pw"), timeout=10).status_code == 200
 
 
 def test_webuiapi_client_with_credentials(auth_server):

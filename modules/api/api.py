@@ -111,7 +111,7 @@ class Api:
         self.queue_lock = queue_lock or call_queue.queue_lock
         cmd_opts = shared.cmd_opts
         self.credentials = credentials.api_credentials(cmd_opts)
-        middleware.install(app, self.credentials, cmd_opts.api_log)
+        middleware.install(app, self.credentials, cmd_opts.api_log, protect_all=bool(cmd_opts.nowebui))
 
         add = self.add_api_route
         v1 = "/sdapi/v1"
@@ -327,7 +327,11 @@ class Api:
     def pnginfoapi(self, req: models.PNGInfoRequest) -> models.PNGInfoResponse:
         image = decode_base64_to_image(req.image)
         geninfo, items = image_text_items(image)
-        params = infotext_utils.parse_generation_parameters(geninfo, opts=shared.opts, styles=shared.prompt_styles)
+        try:
+            params = infotext_utils.parse_generation_parameters(geninfo, opts=shared.opts, styles=shared.prompt_styles)
+        except ValueError as e:  # e.g. an emphasis weight "(a:1.2.3)": the text is still returned, unparsed
+            log.warning("png-info: the image's parameters could not be parsed: %s", e)
+            params = {}
         script_callbacks.infotext_pasted_callback(geninfo, params)
         return models.PNGInfoResponse(info=geninfo, items=items, parameters=params)
 

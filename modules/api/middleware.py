@@ -1,5 +1,5 @@
-"""What wraps every request: X-Process-Time, HTTP Basic auth on /sdapi/, --api-log lines, CORS, and A1111's
-JSON error shape ``{error, detail, body, errors}``."""
+"""What wraps every request: X-Process-Time, HTTP Basic auth on /sdapi/ (on every route of an API-only server),
+--api-log lines, CORS, and A1111's JSON error shape ``{error, detail, body, errors}``."""
 
 from __future__ import annotations
 
@@ -45,12 +45,19 @@ def basic_auth_user(headers: Headers, creds: dict[str, str]) -> str | None:
 class ApiMiddleware:
     """Pure ASGI (streaming responses such as the UI's event streams pass through untouched)."""
 
-    def __init__(self, app: ASGIApp, creds: dict[str, str] | None = None, log_requests: bool = False):
+    def __init__(self, app: ASGIApp, creds: dict[str, str] | None = None, log_requests: bool = False,
+                 protect_all: bool = False):
         self.app = app
         self.creds = creds or {}
         self.log_requests = log_requests
+        # Without a UI nothing else guards /internal, /docs or extension routes: the API's credentials cover them.
+        self.protect_all = protect_all
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and self.creds and self.protect_all:
+            if basic_auth_user(Headers(scope=scope), self.creds) is None:
+                await send({"type": "websocket.close", "code": 1008})
+                return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -67,7 +74,7 @@ class ApiMiddleware:
         path: str = scope["path"]
         if (
             self.creds
-            and path.startswith(PROTECTED_PREFIXES)
+            and (self.protect_all or path.startswith(PROTECTED_PREFIXES))
             and basic_auth_user(Headers(scope=scope), self.creds) is None
         ):
             detail = "Incorrect username or password"
@@ -116,11 +123,12 @@ def _http_error(request: Request, e: HTTPException) -> JSONResponse:
     )
 
 
-def install(app: FastAPI, creds: dict[str, str], log_requests: bool) -> None:
-    """Error shape and the request middleware on `app` (call before the UI is mounted)."""
+def install(app: FastAPI, creds: dict[str, str], log_requests: bool, protect_all: bool = False) -> None:
+    """Error shape and the request middleware on `app` (call before the UI is mounted); `protect_all` (an API-only
+    server) puts every route, not only /sdapi/, behind `creds`."""
     app.add_exception_handler(UserError, _user_error)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_middleware(ApiMiddleware, creds=creds, log_requests=log_requests)
+    app.add_middleware(ApiMiddleware, creds=creds, log_requests=log_requests, protect_all=protect_all)
 
 
 def setup_cors(app: FastAPI, cmd_opts: Any) -> None:
