@@ -18,6 +18,7 @@ import gradio as gr
 from PIL import Image
 
 from modules import images, infotext_paste, infotext_utils, script_callbacks, shared
+from modules.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -207,9 +208,16 @@ def bind_buttons(buttons: dict[str, Any], send_image: Any, send_generate_info: A
 
 
 def image_info(image: Any) -> str:
-    """The infotext of an uploaded image (for dropping a picture onto a prompt), or "" when it has none."""
+    """The infotext of an uploaded picture (a file path or an image; dropped onto a prompt), or "" when it has
+    none or is not a picture."""
     if image is None:
         return ""
+    if not isinstance(image, Image.Image):
+        try:
+            image = images.read(str(image))
+        except UserError as e:
+            log.info("No infotext: %s", e)
+            return ""
     geninfo, _items = images.read_info_from_image(image)
     return geninfo or ""
 
