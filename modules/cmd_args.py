@@ -82,6 +82,11 @@ add("--lowram", action="store_true", help="load checkpoint weights straight to V
 add("--disable-model-loading-ram-optimization", action="store_true")
 add("--disable-nan-check", action="store_true", help="do not check outputs for NaNs")
 add("--opt-channelslast", action="store_true", help="channels_last memory format for the UNet")
+add("--bf16", action="store_true", help="bfloat16 instead of float16 for the half-precision model (Ampere or newer)")
+add("--torch-compile", type=str, default=None, nargs="?", const="default",
+    choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+    help="compile the UNet with torch.compile in this mode (overrides the setting)")
+add("--torch-compile-regional", action="store_true", help="torch.compile only the repeated transformer blocks")
 
 # attention
 add("--xformers", action="store_true", help="use xformers attention")
@@ -183,6 +188,7 @@ ACTIVE = {
     "enable_insecure_extension_access", "disable_all_extensions", "disable_extra_extensions", "update_all_extensions",
     "allow_code", "localizations_dir",
     "esrgan_models_path", "realesrgan_models_path", "dat_models_path", "swinir_models_path",
+    "opt_channelslast", "bf16", "torch_compile", "torch_compile_regional",
 }
 NOOP = {
     "max_batch_count", "always_batch_cond_uncond", "unload_gfpgan", "deepdanbooru", "show_negative_prompt",
@@ -201,7 +207,7 @@ for _dest in ("gfpgan_dir", "gfpgan_model", "gfpgan_models_path", "codeformer_mo
     PENDING_REASON[_dest] = "face restoration is not provided"
 for _dest in ("textual_inversion_templates_dir", "clip_models_path"):
     PENDING_REASON[_dest] = "training/interrogation are not provided"
-for _dest in ("lowram", "opt_channelslast", "disable_model_loading_ram_optimization", "use_ipex",
+for _dest in ("lowram", "disable_model_loading_ram_optimization", "use_ipex",
               "sub_quad_q_chunk_size", "sub_quad_kv_chunk_size", "sub_quad_chunk_threshold", "upcast_attn"):
     PENDING_REASON[_dest] = "performance work"
 

@@ -72,7 +72,8 @@ def get_device_for(task: str, use_cpu: list[str], device_id: str | None = None) 
 
 
 def configure(cmd_opts: Any) -> None:
-    """Choose devices and dtypes from the flags: fp16 on CUDA unless --no-half / --precision full, fp32 on CPU."""
+    """Choose devices and dtypes from the flags: fp16 (bf16 with --bf16) on CUDA unless --no-half / --precision
+    full, fp32 on CPU."""
     global device, device_interrogate, device_gfpgan, device_esrgan, device_codeformer
     global dtype, dtype_vae, dtype_unet, dtype_inference, unet_needs_upcast, nan_check_enabled
 
@@ -86,12 +87,13 @@ def configure(cmd_opts: Any) -> None:
 
     half_capable = device.type in ("cuda", "mps")
     full = getattr(cmd_opts, "no_half", False) or getattr(cmd_opts, "precision", "autocast") == "full"
-    dtype = torch.float16 if half_capable and not full else torch.float32
+    half = torch.bfloat16 if getattr(cmd_opts, "bf16", False) else torch.float16
+    dtype = half if half_capable and not full else torch.float32
     dtype_unet = dtype
     no_half_vae = full or getattr(cmd_opts, "no_half_vae", False)
-    dtype_vae = torch.float16 if half_capable and not no_half_vae else torch.float32
-    # --upcast-sampling: keep the UNet in fp16 but sample in fp32 (no effect with --no-half).
-    unet_needs_upcast = bool(getattr(cmd_opts, "upcast_sampling", False)) and dtype_unet == torch.float16
+    dtype_vae = half if half_capable and not no_half_vae else torch.float32
+    # --upcast-sampling: keep the UNet in half precision but sample in fp32 (no effect with --no-half).
+    unet_needs_upcast = bool(getattr(cmd_opts, "upcast_sampling", False)) and dtype_unet != torch.float32
     dtype_inference = torch.float32 if unet_needs_upcast else dtype
     nan_check_enabled = not getattr(cmd_opts, "disable_nan_check", False)
 
@@ -101,14 +103,32 @@ def configure(cmd_opts: Any) -> None:
 
 
 def torch_gc() -> None:
-    """Give freed memory back: Python cycles, the CUDA caching allocator, and glibc's heap (which otherwise keeps
-    the pages of a freed model, so the process would grow with every checkpoint switch)."""
-    gc.collect()
+    """Give freed memory back: the CUDA caching allocator's unused blocks and glibc's heap (which otherwise keeps
+    the pages of a freed model, so the process would grow with every checkpoint switch).
+
+    No `gc.collect()` here: with the ML libraries loaded a full collection takes 0.2-0.8 s, and this runs after every
+    image (and extensions call it freely, A1111's is cheap). Code that drops objects held in reference cycles (a
+    model) calls `gc.collect()` first."""
     if has_cuda():
         torch.cuda.empty_cache()
         torch.cuda.ipc_collect()
     if _libc is not None:
         _libc.malloc_trim(0)
+
+
+_permanent_frozen = False
+
+
+def freeze_permanent_objects() -> None:
+    """Move every object alive now (imported libraries: ~400k objects) out of the garbage collector's reach, once,
+    before the first model is loaded. They live as long as the process anyway, and a full collection (needed to
+    free a model on a checkpoint switch) then scans only what was created since: milliseconds instead of 0.2-0.8 s."""
+    global _permanent_frozen
+    if _permanent_frozen:
+        return
+    gc.collect()
+    gc.freeze()
+    _permanent_frozen = True
 
 
 def cond_cast_unet(x: torch.Tensor) -> torch.Tensor:

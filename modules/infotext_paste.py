@@ -199,54 +199,60 @@ def create_override_settings_dict(text_pairs: Iterable[str], opts: Any) -> dict[
     return res
 
 
-# ---- infotext → processing arguments (paste into a tab, the API's `infotext` field) ----
+# ---- a parsed infotext -> processing arguments (the paste button, the API's `infotext` request field) ----
 
 MASK_MODES = ["Inpaint masked", "Inpaint not masked"]
 MASKED_CONTENT = ["fill", "original", "latent noise", "latent nothing"]
 INPAINT_AREAS = ["Whole picture", "Only masked"]
 
 
-def _hires_enabled(d: dict[str, Any]) -> bool:
-    # A1111 also counts the "Hires resize-1: 0" that parsing adds to every infotext, which turns hires fix on
-    # for any img2img infotext; only real hires keys count here.
-    return "Denoising strength" in d and (
-        "Hires upscale" in d or "Hires upscaler" in d or str(d.get("Hires resize-1", 0)) not in ("0", "")
-    )
+def _hires_enabled(params: dict[str, Any]) -> bool | None:
+    # A1111 also counts the "Hires resize-1: 0" that parsing adds to every infotext (so any infotext with a
+    # denoising strength would turn hires fix on); only hires keys the infotext really has count here.
+    if "Denoising strength" not in params:
+        return None
+    resize = str(params.get("Hires resize-1", 0))
+    return "Hires upscale" in params or "Hires upscaler" in params or resize not in ("0", "")
 
 
-def _unless_same(value: Any, same: str) -> Any:
-    return None if value in (None, same) else value
+def _sampler(params: dict[str, Any]) -> str | None:
+    return sd_samplers.get_sampler_from_infotext(params) if "Sampler" in params else None
 
 
-def _hires_sampler(d: dict[str, Any]) -> Any:
-    return _unless_same(sd_samplers.get_hr_sampler_and_scheduler(d)[0], "Use same sampler")
+def _scheduler(params: dict[str, Any]) -> str | None:
+    if "Sampler" not in params and "Schedule type" not in params:
+        return None
+    return sd_samplers.get_scheduler_from_infotext(params)
 
 
-def _hires_scheduler(d: dict[str, Any]) -> Any:
-    return _unless_same(sd_samplers.get_hr_sampler_and_scheduler(d)[1], "Use same scheduler")
+def _unless(same: str, value: Any) -> Any:
+    return None if value == same else value
 
 
-def _sampler(d: dict[str, Any]) -> Any:
-    return sd_samplers.get_sampler_from_infotext(d) if "Sampler" in d else None
+def _hires_sampler(params: dict[str, Any]) -> str | None:
+    return _unless("Use same sampler", sd_samplers.get_hr_sampler_and_scheduler(params)[0])
 
 
-def _scheduler(d: dict[str, Any]) -> Any:
-    return sd_samplers.get_scheduler_from_infotext(d) if "Sampler" in d or "Schedule type" in d else None
+def _hires_scheduler(params: dict[str, Any]) -> str | None:
+    return _unless("Use same scheduler", sd_samplers.get_hr_sampler_and_scheduler(params)[1])
 
 
-def _index_in(choices: list[str]) -> Callable[[Any], int]:
-    def index(value: Any) -> int:
-        return choices.index(str(value))
-
-    return index
+def _hires_checkpoint(params: dict[str, Any]) -> Any:
+    return _unless("Use same checkpoint", params.get("Hires checkpoint"))
 
 
-def _bool(value: Any) -> bool:
-    return value if isinstance(value, bool) else str(value).strip().lower() == "true"
+def _choice_index(choices: list[str]) -> Callable[[Any], int]:
+    return lambda value: choices.index(str(value))
 
 
-# (processing argument, infotext label or function of the parsed dict, converter). The processing argument
-# names are those of StableDiffusionProcessingTxt2Img / Img2Img (and of the API's request fields).
+def _styles(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise TypeError("Styles array is not a list")
+    return [str(x) for x in value]
+
+
+# (processing argument, infotext label or function of the parsed dict, conversion). Argument names are those of
+# StableDiffusionProcessingTxt2Img / Img2Img, which are also the API's request fields.
 PROCESSING_ARGS_FROM_INFOTEXT: list[tuple[str, str | Callable[[dict], Any], Callable[[Any], Any]]] = [
     ("prompt", "Prompt", str),
     ("negative_prompt", "Negative prompt", str),
@@ -258,20 +264,20 @@ PROCESSING_ARGS_FROM_INFOTEXT: list[tuple[str, str | Callable[[dict], Any], Call
     ("width", "Size-1", int),
     ("height", "Size-2", int),
     ("batch_size", "Batch size", int),
-    ("styles", "Styles array", list),
+    ("styles", "Styles array", _styles),
     ("subseed", "Variation seed", int),
     ("subseed_strength", "Variation seed strength", float),
-    # A1111's API swaps these two; -1 is the width ("Seed resize from: WxH").
+    # "Seed resize from: WxH", so -1 is the width (A1111's API maps them the other way round, a known bug).
     ("seed_resize_from_w", "Seed resize from-1", int),
     ("seed_resize_from_h", "Seed resize from-2", int),
     ("denoising_strength", "Denoising strength", float),
-    ("enable_hr", _hires_enabled, _bool),
+    ("enable_hr", _hires_enabled, bool),
     ("hr_scale", "Hires upscale", float),
     ("hr_upscaler", "Hires upscaler", str),
     ("hr_second_pass_steps", "Hires steps", int),
     ("hr_resize_x", "Hires resize-1", int),
     ("hr_resize_y", "Hires resize-2", int),
-    ("hr_checkpoint_name", lambda d: _unless_same(d.get("Hires checkpoint"), "Use same checkpoint"), str),
+    ("hr_checkpoint_name", _hires_checkpoint, str),
     ("hr_sampler_name", _hires_sampler, str),
     ("hr_scheduler", _hires_scheduler, str),
     ("hr_prompt", "Hires prompt", str),
@@ -280,20 +286,20 @@ PROCESSING_ARGS_FROM_INFOTEXT: list[tuple[str, str | Callable[[dict], Any], Call
     ("refiner_switch_at", "Refiner switch at", float),
     ("image_cfg_scale", "Image CFG scale", float),
     ("mask_blur", "Mask blur", int),
-    ("inpainting_mask_invert", "Mask mode", _index_in(MASK_MODES)),
-    ("inpainting_fill", "Masked content", _index_in(MASKED_CONTENT)),
-    ("inpaint_full_res", "Inpaint area", lambda v: bool(_index_in(INPAINT_AREAS)(v))),
+    ("inpainting_mask_invert", "Mask mode", _choice_index(MASK_MODES)),
+    ("inpainting_fill", "Masked content", _choice_index(MASKED_CONTENT)),
+    ("inpaint_full_res", "Inpaint area", lambda value: bool(_choice_index(INPAINT_AREAS)(value))),
     ("inpaint_full_res_padding", "Masked area padding", int),
 ]
 
 
 def processing_args_from_infotext(params: dict[str, Any], opts: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What a parsed infotext (`infotext_utils.parse_generation_parameters`) sets: keyword arguments for the
-    processing classes, and override settings ``{setting key: value}`` for the settings it carries that differ
-    from the current ones (reference spec §6.4).
+    """What a parsed infotext (`infotext_utils.parse_generation_parameters`) sets, as
+    ``(keyword arguments for the processing class, override settings {setting key: value})`` (reference spec §6.4).
 
-    Only arguments the infotext has are returned; img2img-only ones (mask, inpaint fields) are included when
-    present, and a txt2img caller drops them. A value that does not convert is skipped with a warning.
+    Only arguments the infotext has are returned (img2img ones too, which the txt2img class ignores); sampler
+    settings such as ENSD, RNG, Eta or Sigma churn become override settings when they differ from `opts`. A value
+    that does not convert is skipped with a warning, as pasting does.
     """
     kwargs: dict[str, Any] = {}
     for name, source, convert in PROCESSING_ARGS_FROM_INFOTEXT:

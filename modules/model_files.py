@@ -178,7 +178,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     return dict(read_safetensors_header(path).metadata)
 
 
-def _unwrap_state_dict(path: str, loaded: Any) -> dict[str, torch.Tensor]:
+def unwrap_state_dict(path: str, loaded: Any) -> dict[str, torch.Tensor]:
+    """The named tensors of a loaded pickle: the outer `state_dict` entry unwrapped (A1111), other entries dropped."""
     if not isinstance(loaded, Mapping):
         raise UserError(f"{path}: does not contain a state dict (it holds a {type(loaded).__name__})")
     # Lightning checkpoints keep the weights under "state_dict"; non-tensor entries (a nested "state_dict",
@@ -212,7 +213,7 @@ def read_state_dict(
         except Exception as e:  # the header passed, so this is damage the header check cannot see, or I/O
             raise UnsafeFileError(f"{path}: could not be read as safetensors ({e})") from e
     if extension in PICKLE_EXTENSIONS:
-        return _unwrap_state_dict(path, safe.load(path, map_location=device, allow_unsafe=allow_unsafe))
+        return unwrap_state_dict(path, safe.load(path, map_location=device, allow_unsafe=allow_unsafe))
     raise UserError(
         f"{path}: unsupported model file type {extension or '(none)'!r}; use .safetensors (preferred) or "
         + "/".join(PICKLE_EXTENSIONS)

@@ -31,6 +31,7 @@ from modules import (
     sd_hijack,
     sd_models,
     sd_samplers,
+    sd_samplers_common,
     sd_schedulers,
     sd_vae,
     shared,
@@ -55,8 +56,10 @@ def program_version() -> str:
     return launch_utils.git_tag()
 
 
-def get_fixed_seed(seed: Any) -> int:
-    """-1, empty or unparsable → a random seed (as A1111)."""
+def get_fixed_seed(seed: Any) -> Any:
+    """-1, empty or unparsable → a random seed (as A1111); a list (one seed per image) is kept as it is."""
+    if isinstance(seed, list):
+        return seed
     if seed == "" or seed is None:
         seed = -1
     elif isinstance(seed, str):
@@ -284,15 +287,17 @@ class StableDiffusionProcessing:
 
     def setup_prompts(self) -> None:
         """all_prompts / all_negative_prompts for every image, with styles applied and comments stripped."""
-        n = self.batch_size * self.n_iter
+        # A1111: a list on either side sets the image count (prompt matrix varies the negative prompt alone)
         if isinstance(self.prompt, list):
             self.all_prompts = list(self.prompt)
+        elif isinstance(self.negative_prompt, list):
+            self.all_prompts = [self.prompt] * len(self.negative_prompt)
         else:
-            self.all_prompts = n * [self.prompt]
+            self.all_prompts = self.batch_size * self.n_iter * [self.prompt]
         if isinstance(self.negative_prompt, list):
             self.all_negative_prompts = list(self.negative_prompt)
         else:
-            self.all_negative_prompts = n * [self.negative_prompt]
+            self.all_negative_prompts = [self.negative_prompt] * len(self.all_prompts)
         if len(self.all_prompts) != len(self.all_negative_prompts):
             raise UserError(
                 f"Received a different number of prompts ({len(self.all_prompts)}) and negative prompts "
@@ -817,6 +822,7 @@ def process_images(p: StableDiffusionProcessing) -> Processed:
     stored = apply_override_settings(p.override_settings)
     p.clip_skip = int(opts.CLIP_stop_at_last_layers)  # an override may have changed it (infotext, Processed)
     try:
+        sd_samplers_common.apply_setting_overrides(p)
         model = shared.sd_model
         if model is None:
             raise UserError(sd_models.no_checkpoints_message())

@@ -97,12 +97,20 @@ def create_generator(seed: int, *, settings: RngSettings | None = None) -> Gener
     return torch.Generator(settings.generation_device).manual_seed(int(seed))
 
 
+def _to_device(noise: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """CPU noise onto the output device. To CUDA it goes through pinned memory asynchronously: a plain copy from
+    pageable memory would wait for the GPU to finish its queued work at every sampler step."""
+    if device.type == "cuda" and noise.device.type == "cpu":
+        return noise.pin_memory().to(device, non_blocking=True)
+    return noise.to(device)
+
+
 def _draw(shape: tuple[int, ...], generator: Generator | None, settings: RngSettings) -> torch.Tensor:
     if settings.source == "NV":
         values = (generator or _nv_global).randn(shape)
-        return torch.asarray(values, device=settings.output_device)
+        return _to_device(torch.from_numpy(values), settings.output_device)
     noise = torch.randn(shape, device=settings.generation_device, generator=generator)
-    return noise.to(settings.output_device)
+    return _to_device(noise, settings.output_device)
 
 
 def randn(
@@ -236,3 +244,11 @@ class ImageRNG:
             return self.first()
         xs = [randn_without_seed(self.shape, generator, settings=self.settings) for generator in self.generators]
         return torch.stack(xs).to(self.settings.output_device)
+
+    def next_for_image(self, index: int) -> torch.Tensor:
+        """The next noise of image `index` alone, shaped `[1, *shape]`, for samplers that run image by image;
+        its generator continues exactly as `next()` would continue it."""
+        if self.is_first:
+            raise RuntimeError("ImageRNG.next_for_image needs the first noise drawn (first() or next())")
+        noise = randn_without_seed(self.shape, self.generators[index], settings=self.settings)
+        return noise.unsqueeze(0).to(self.settings.output_device)

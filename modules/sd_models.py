@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from modules import attention, devices, hashes, lowvram, model_files, paths, shared
+from modules import attention, devices, hashes, lowvram, model_files, paths, sd_speed, shared
 from modules.errors import NotFoundError, UserError
 
 log = logging.getLogger(__name__)
@@ -278,6 +278,8 @@ def load_model(checkpoint_info: CheckpointInfo | None = None) -> Any:
         # Make room before building: peak memory of one model, not two. A file that cannot be loaded has been
         # refused above, before anything was dropped; if building still fails, the previous model comes back.
         previous = [m.sd_checkpoint_info for m in model_data.loaded_sd_models]
+        if not previous:
+            devices.freeze_permanent_objects()
         _free_room_for_one()
         try:
             model = _build(checkpoint_info, state_dict, spec)
@@ -296,6 +298,7 @@ def load_model(checkpoint_info: CheckpointInfo | None = None) -> Any:
         if offload:
             lowvram.setup(model, offload == "lowvram")
         attention.apply(model)
+        sd_speed.apply(model)
         t_build = time.perf_counter()
 
         model_data.set_sd_model(model)

@@ -54,12 +54,36 @@ def store_latent(decoded: torch.Tensor) -> None:
     state.current_latent = decoded
 
 
+def setting_or_field(p: Any, name: str) -> float:
+    """The churn/noise parameter `name` (s_churn, s_tmin, s_tmax, s_noise) a sampler runs with, as A1111 picks it
+    while sampling: the setting of that name when it is not neutral (so a per-job override applies), else the
+    processing field. Unlike A1111, a field value is then written to the infotext like a setting's."""
+    label, neutral = SAMPLER_PARAM_INFOTEXT[name]
+    value = getattr(opts, name, neutral)
+    if name == "s_tmax":
+        value = value or neutral  # the setting's 0 means infinity
+    return value if value != neutral else getattr(p, name)
+
+
+# Processing fields read from the setting of the same name when the processing object is built, which A1111 then
+# uses as they are: a per-job override of the setting (override_settings, a pasted "NGMS") must reach the field.
+SETTING_BACKED_FIELDS = ("s_min_uncond",)
+
+
+def apply_setting_overrides(p: Any) -> None:
+    """After `p.override_settings` were applied: fields backed by an overridden setting take its value."""
+    for name in SETTING_BACKED_FIELDS:
+        if name in p.override_settings:
+            setattr(p, name, getattr(opts, name))
+
+
 class Sampler:
     """Base of the sampler classes: set-up from a processing object, progress, interrupts, noise."""
 
     eta_option_field = "eta_ancestral"
     eta_infotext_field = "Eta"
     eta_default = 1.0
+    # The churn/noise parameters this sampler's function is given (A1111 passes them only to some functions).
     extra_params: list[str] = []
 
     def __init__(self, funcname: Any):
@@ -88,12 +112,34 @@ class Sampler:
             shared.total_tqdm.update()
 
     def launch_sampling(self, steps: int, func) -> torch.Tensor:
+        """Run `func` for `steps` steps; progress counts steps, the denoiser's `total_steps` model calls
+        (twice the steps for second-order samplers, which prompt schedules and Skip Early CFG are measured in)."""
+        cfg = self.model_wrap_cfg
+        cfg.steps = steps
+        cfg.total_steps = self.config.total_steps(steps) if self.config is not None else steps
         state.sampling_steps = steps
         state.sampling_step = 0
         try:
             return func()
         except InterruptedException:
             return self.last_latent
+
+    def run_function(self, p: Any, x: torch.Tensor, steps: int, conditioning: Any, unconditional_conditioning: Any,
+                     image_conditioning: Any, kwargs: dict[str, Any]) -> torch.Tensor:
+        """Run the sampling function over the CFG denoiser from `x` (progress counted over `steps`)."""
+        self.last_latent = x
+        self.sampler_extra_args = {
+            "cond": conditioning,
+            "image_cond": image_conditioning,
+            "uncond": unconditional_conditioning,
+            "cond_scale": p.cfg_scale,
+            "s_min_uncond": self.s_min_uncond,
+        }
+        return self.launch_sampling(steps, lambda: self.call_function(p, x, kwargs))
+
+    def call_function(self, p: Any, x: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor:
+        return self.func(self.model_wrap_cfg, x, extra_args=self.sampler_extra_args, disable=False,
+                         callback=self.callback_state, **kwargs)
 
     def function_parameters(self) -> set[str]:
         return set(inspect.signature(self.func).parameters)
@@ -117,11 +163,11 @@ class Sampler:
         kwargs: dict[str, Any] = {}
         for name in self.extra_params:
             if name in params and hasattr(p, name):
-                value = getattr(p, name)
-                kwargs[name] = value
+                kwargs[name] = setting_or_field(p, name)
+                setattr(p, name, kwargs[name])
                 label, neutral = SAMPLER_PARAM_INFOTEXT[name]
-                if value != neutral:
-                    p.extra_generation_params[label] = value
+                if kwargs[name] != neutral:
+                    p.extra_generation_params[label] = kwargs[name]
         if "eta" in params:
             if self.eta != self.eta_default:
                 p.extra_generation_params[self.eta_infotext_field] = self.eta

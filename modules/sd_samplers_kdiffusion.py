@@ -6,10 +6,40 @@ from typing import Any
 
 import torch
 
-from modules import script_callbacks, sd_samplers_common, sd_schedulers
+from modules import prompt_parser, script_callbacks, sd_samplers_common, sd_schedulers
 from modules.k_diffusion.external import CompVisDenoiser, CompVisVDenoiser
 from modules.sd_samplers_cfg_denoiser import CFGDenoiser
 from modules.shared import opts
+
+# The churn/noise parameters A1111 passes to each k-diffusion function (others get the function's defaults, e.g.
+# Euler a always runs with s_noise 1). Extensions add entries for their own functions.
+sampler_extra_params: dict[str, list[str]] = {
+    "sample_euler": ["s_churn", "s_tmin", "s_tmax", "s_noise"],
+    "sample_heun": ["s_churn", "s_tmin", "s_tmax", "s_noise"],
+    "sample_dpm_2": ["s_churn", "s_tmin", "s_tmax", "s_noise"],
+    "sample_dpm_fast": ["s_noise"],
+    "sample_dpm_2_ancestral": ["s_noise"],
+    "sample_dpmpp_2s_ancestral": ["s_noise"],
+    "sample_dpmpp_sde": ["s_noise"],
+    "sample_dpmpp_2m_sde": ["s_noise"],
+    "sample_dpmpp_3m_sde": ["s_noise"],
+}
+
+# Functions whose step-size control measures the error over the whole batch: a batch would take other steps than
+# each image alone. They run image by image, so that every image of a batch is the image its seed gives alone
+# (A1111 runs the batch together, and its batch images cannot be reproduced from their infotexts).
+PER_IMAGE_FUNCTIONS = {"sample_dpm_adaptive"}
+
+
+def image_conditioning_slice(extra_args: dict[str, Any], i: int) -> dict[str, Any]:
+    """The CFG denoiser's arguments for image `i` of the batch alone."""
+    cond = extra_args["cond"]
+    return {
+        **extra_args,
+        "cond": prompt_parser.MulticondLearnedConditioning(shape=(1,), batch=cond.batch[i:i + 1]),
+        "uncond": extra_args["uncond"][i:i + 1],
+        "image_cond": extra_args["image_cond"][i:i + 1],
+    }
 
 
 def make_model_wrap(sd_model: Any, denoiser: str = "compvis") -> Any:
@@ -23,10 +53,9 @@ def make_model_wrap(sd_model: Any, denoiser: str = "compvis") -> Any:
 
 
 class KDiffusionSampler(sd_samplers_common.Sampler):
-    extra_params = ["s_churn", "s_tmin", "s_tmax", "s_noise"]
-
     def __init__(self, funcname: Any, sd_model: Any, denoiser: str = "compvis"):
         super().__init__(funcname)
+        self.extra_params = sampler_extra_params.get(self.funcname, [])
         self.model_wrap = make_model_wrap(sd_model, denoiser)
         self.model_wrap_cfg = CFGDenoiser(self, self.model_wrap)
 
@@ -44,6 +73,8 @@ class KDiffusionSampler(sd_samplers_common.Sampler):
     def sampler_kwargs(self, p: Any, x: torch.Tensor, sigmas: torch.Tensor, steps: int) -> dict[str, Any]:
         kwargs = self.initialize(p)
         params = self.function_parameters()
+        if getattr(self.model_wrap, "quantize", False):
+            p.extra_generation_params["Enable quantization"] = True
         if "n" in params:
             kwargs["n"] = steps
         if "sigma_min" in params:
@@ -64,18 +95,33 @@ class KDiffusionSampler(sd_samplers_common.Sampler):
             unconditional_conditioning: Any, image_conditioning: Any,
             kwargs: dict[str, Any] | None = None) -> torch.Tensor:
         kwargs = self.sampler_kwargs(p, x, sigmas, steps) if kwargs is None else kwargs
-        self.model_wrap_cfg.total_steps = len(sigmas) - 1
-        self.last_latent = x
-        self.sampler_extra_args = {
-            "cond": conditioning,
-            "image_cond": image_conditioning,
-            "uncond": unconditional_conditioning,
-            "cond_scale": p.cfg_scale,
-            "s_min_uncond": self.s_min_uncond,
-        }
-        return self.launch_sampling(steps, lambda: self.func(
-            self.model_wrap_cfg, x, extra_args=self.sampler_extra_args, disable=False, callback=self.callback_state,
-            **kwargs))
+        return self.run_function(p, x, steps, conditioning, unconditional_conditioning, image_conditioning, kwargs)
+
+    def call_function(self, p: Any, x: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor:
+        # DPM adaptive's step-size control measures the error over the whole batch: run it image by image so
+        # every image is the one its seed gives alone.
+        if self.funcname in PER_IMAGE_FUNCTIONS and x.shape[0] > 1:
+            return self.sample_each_image(p, x, kwargs)
+        return super().call_function(p, x, kwargs)
+
+    def sample_each_image(self, p: Any, x: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor:
+        """Run the function once per image, each with its own conditioning and noise generator. An interrupt
+        ends the batch with the images so far: the finished ones and the current one's latest prediction."""
+        samples = []
+        for i in range(x.shape[0]):
+            image_kwargs = dict(kwargs)
+            if "noise_sampler" in kwargs:
+                image_kwargs["noise_sampler"] = lambda sigma, sigma_next, i=i: p.rng.next_for_image(i)
+            self.model_wrap_cfg.step = 0
+            self.last_latent = x[i:i + 1]
+            try:
+                samples.append(self.func(
+                    self.model_wrap_cfg, x[i:i + 1], extra_args=image_conditioning_slice(self.sampler_extra_args, i),
+                    disable=False, callback=self.callback_state, **image_kwargs))
+            except sd_samplers_common.InterruptedException:
+                samples.append(self.last_latent)
+                break
+        return torch.cat(samples)
 
     def sample(self, p: Any, x: torch.Tensor, conditioning: Any, unconditional_conditioning: Any,
                steps: int | None = None, image_conditioning: Any = None) -> torch.Tensor:

@@ -66,6 +66,8 @@ class CompVisSampler(sd_samplers_common.Sampler):
         kwargs = self.initialize(p)
         params = self.function_parameters()
         kwargs["timesteps"] = timesteps
+        if opts.always_discard_next_to_last_sigma:
+            p.extra_generation_params["Discard penultimate sigma"] = True
         if "is_img2img" in params:
             kwargs["is_img2img"] = is_img2img
         if "noise_sampler" in params:
@@ -82,18 +84,7 @@ class CompVisSampler(sd_samplers_common.Sampler):
             unconditional_conditioning: Any, image_conditioning: Any, is_img2img: bool = False,
             kwargs: dict[str, Any] | None = None) -> torch.Tensor:
         kwargs = self.sampler_kwargs(p, x, timesteps, is_img2img) if kwargs is None else kwargs
-        self.model_wrap_cfg.total_steps = len(timesteps) - 1
-        self.last_latent = x
-        self.sampler_extra_args = {
-            "cond": conditioning,
-            "image_cond": image_conditioning,
-            "uncond": unconditional_conditioning,
-            "cond_scale": p.cfg_scale,
-            "s_min_uncond": self.s_min_uncond,
-        }
-        return self.launch_sampling(steps, lambda: self.func(
-            self.model_wrap_cfg, x, extra_args=self.sampler_extra_args, disable=False, callback=self.callback_state,
-            **kwargs))
+        return self.run_function(p, x, steps, conditioning, unconditional_conditioning, image_conditioning, kwargs)
 
     def sample(self, p: Any, x: torch.Tensor, conditioning: Any, unconditional_conditioning: Any,
                steps: int | None = None, image_conditioning: Any = None) -> torch.Tensor:

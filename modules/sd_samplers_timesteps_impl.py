@@ -50,8 +50,9 @@ class _DDIMCoefficients:
     """ᾱ at each timestep and at the one below it (ᾱ of timestep 0 below the first), plus DDIM's eta sigmas."""
 
     def __init__(self, model: Any, timesteps: torch.Tensor, eta: float = 0.0):
-        alphas_cumprod = _alphas_cumprod(model)
-        timesteps = torch.as_tensor(timesteps).to(alphas_cumprod.device)
+        # Kept on the CPU: the loop reads them with .item() every step, which on a GPU tensor waits for the GPU.
+        alphas_cumprod = _alphas_cumprod(model).detach().cpu()
+        timesteps = torch.as_tensor(timesteps).cpu()
         self.timesteps = timesteps
         self.alphas = alphas_cumprod[timesteps]
         below = torch.nn.functional.pad(timesteps[:-1], pad=(1, 0))

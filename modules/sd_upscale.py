@@ -11,7 +11,7 @@ import math
 
 from PIL import Image
 
-from modules import devices, images, images_grid, processing, upscaler
+from modules import devices, images, images_grid, processing, script_outputs, upscaler
 from modules.errors import UserError
 from modules.shared import opts, state
 
@@ -33,6 +33,7 @@ def sd_upscale(p: processing.StableDiffusionProcessingImg2Img, overlap: int, ups
     if not 0 <= overlap < min(p.width, p.height):
         raise UserError(f"SD upscale tile overlap must be between 0 and the tile size {p.width}x{p.height} "
                         f"(got {overlap}).")
+    save = script_outputs.prepare(p)
     processing.fix_seed(p)
     data = upscaler.upscaler_by_name_or_index(upscaler_name_or_index)
     p.extra_generation_params["SD upscale overlap"] = overlap
@@ -82,7 +83,7 @@ def sd_upscale(p: processing.StableDiffusionProcessingImg2Img, overlap: int, ups
                 index += 1
         combined_image = images_grid.combine_grid(grid)
         result_images.append(combined_image)
-        if opts.samples_save:
+        if save.samples:
             images.save_image(combined_image, p.outpath_samples, "", start_seed, p.prompt, opts.samples_format,
                               info=initial_info, p=p)
         if state.interrupted:

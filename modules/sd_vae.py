@@ -14,7 +14,7 @@ import re
 
 import torch
 
-from modules import devices, hashes, model_files, paths, shared
+from modules import devices, hashes, model_files, paths, shared, vae_tiling
 from modules.errors import NotFoundError, UserError
 
 log = logging.getLogger(__name__)
@@ -157,24 +157,61 @@ def vae_name_and_hash(model) -> tuple[str | None, str | None]:
     return name, sha[:10] if sha else None
 
 
+def _decode(model, latents: torch.Tensor, tiles: bool) -> torch.Tensor:
+    if not tiles:
+        return model.decode_first_stage(latents)
+    vae = model.first_stage_model
+    tile = vae_tiling.tile_cells(int(shared.opts.sd_vae_tile_size), vae)
+    return vae_tiling.decode(model.decode_first_stage, latents, tile, vae_tiling.vae_scale(vae))
+
+
+def _decode_fitting(model, latents: torch.Tensor) -> torch.Tensor:
+    """Whole image unless the tiling setting says otherwise; a whole-image decode that runs out of memory is
+    retried in tiles instead of failing the generation."""
+    tiles = vae_tiling.wanted(shared.opts, latents, model.first_stage_model)
+    try:
+        return _decode(model, latents, tiles)
+    except torch.OutOfMemoryError:
+        if tiles:
+            raise
+    # Outside the except block: the failed attempt's tensors are freed before the retry.
+    scale = vae_tiling.vae_scale(model.first_stage_model)
+    log.warning("Out of memory decoding a %dx%d image with the VAE; retrying in tiles of %d pixels.",
+                latents.shape[-1] * scale, latents.shape[-2] * scale, shared.opts.sd_vae_tile_size)
+    devices.torch_gc()
+    return _decode(model, latents, True)
+
+
+def _nan_fallback_dtype() -> tuple[torch.dtype, str, str] | None:
+    """The dtype to retry an all-NaN decode in, A1111's order: bfloat16 if asked for, else float32."""
+    if shared.opts.auto_vae_precision_bfloat16:
+        return torch.bfloat16, "bfloat16", "Automatically convert VAE to bfloat16"
+    if shared.opts.auto_vae_precision:
+        return torch.float32, "32-bit float", "Automatically revert VAE to 32-bit floats"
+    return None
+
+
 def decode_latents(model, latents: torch.Tensor) -> torch.Tensor:
-    """Latents → images in [0, 1], float32 on the CPU. All-NaN output retries in fp32 when auto_vae_precision
-    is on (and stays fp32 afterwards, as A1111), else raises with the --no-half-vae advice."""
+    """Latents → images in [0, 1], float32 on the CPU. All-NaN output retries in bfloat16 or float32
+    (auto_vae_precision_bfloat16 / auto_vae_precision; the VAE stays in that dtype afterwards, as A1111), else
+    raises with the --no-half-vae advice. Large images are decoded in tiles when the setting asks for it."""
     with torch.no_grad():
         try:
-            x = model.decode_first_stage(latents)
+            x = _decode_fitting(model, latents)
             devices.test_for_nans(x, "vae")
         except devices.NansException:
-            if devices.dtype_vae == torch.float32 or not shared.opts.auto_vae_precision:
+            fallback = _nan_fallback_dtype()
+            if fallback is None or devices.dtype_vae in (torch.float32, fallback[0]):
                 raise
+            dtype, name, setting = fallback
+            advice = " To always start with 32-bit VAE, use --no-half-vae commandline flag." if name != "bfloat16" else ""
             log.warning(
-                "A tensor with all NaNs was produced in VAE. Web UI will now convert VAE into 32-bit float and "
-                "retry. To disable this behavior, disable the 'Automatically revert VAE to 32-bit floats' setting. "
-                "To always start with 32-bit VAE, use --no-half-vae commandline flag."
+                "A tensor with all NaNs was produced in VAE. Web UI will now convert VAE into %s and retry. To "
+                "disable this behavior, disable the '%s' setting.%s", name, setting, advice
             )
-            devices.dtype_vae = torch.float32
-            model.first_stage_model.to(torch.float32)
-            x = model.decode_first_stage(latents)
+            devices.dtype_vae = dtype
+            model.first_stage_model.to(dtype)
+            x = _decode_fitting(model, latents)
             devices.test_for_nans(x, "vae")
     return torch.clamp((x.float() + 1.0) / 2.0, 0.0, 1.0).cpu()
 

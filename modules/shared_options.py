@@ -31,6 +31,12 @@ def _sd_checkpoint_choices():
     return sd_models.checkpoint_tiles()
 
 
+def _reapply_speed_options():
+    from modules import sd_speed
+
+    sd_speed.reapply_to_loaded()
+
+
 def _localization_choices():
     from modules import localization
 
@@ -218,7 +224,9 @@ options_templates.update(options_section(("sd", "Stable Diffusion", "sd"), {
     "sd_checkpoints_keep_in_cpu": OptionInfo(True, "Only keep one model on device"),
     "sd_checkpoint_cache": OptionInfo(0, "Checkpoints to cache in RAM (obsolete)", "slider", _slider(0, 10, 1)),
     "sd_unet": OptionInfo("Automatic", "SD Unet", "dropdown", {"choices": ["Automatic", "None"]}),
-    "enable_quantization": OptionInfo(False, "Enable quantization in K samplers for sharper and cleaner results. This may change existing seeds"),
+    # A1111 has no infotext key for this setting; ours lets an image made with it be reproduced.
+    "enable_quantization": OptionInfo(False, "Enable quantization in K samplers for sharper and cleaner results. This may change existing seeds",
+                                      infotext="Enable quantization"),
     "emphasis": OptionInfo("Original", "Emphasis mode", "radio",
                            {"choices": ["None", "Ignore", "Original", "No norm"]}, infotext="Emphasis"),
     "enable_batch_seeds": OptionInfo(True, "Make K-diffusion samplers produce same images in a batch as when making a single image"),
@@ -256,6 +264,10 @@ options_templates.update(options_section(("vae", "VAE", "sd"), {
                                        infotext="VAE Encoder"),
     "sd_vae_decode_method": OptionInfo("Full", "VAE type for decode", "radio", {"choices": ["Full", "TAESD"]},
                                        infotext="VAE Decoder"),
+    "sd_vae_tiled_decode": OptionInfo(False, "Decode large images in tiles").info(
+        "less VRAM for big images; tiles overlap and are blended; without it, a decode that runs out of memory "
+        "is retried in tiles"),
+    "sd_vae_tile_size": OptionInfo(512, "Tile size for tiled VAE decode (pixels)", "slider", _slider(256, 2048, 64)),
 }))
 
 options_templates.update(options_section(("img2img", "img2img", "sd"), {
@@ -296,6 +308,14 @@ options_templates.update(options_section(("optimizations", "Optimizations", "sd"
     "batch_cond_uncond": OptionInfo(True, "Batch cond/uncond"),
     "fp8_storage": OptionInfo("Disable", "FP8 weight", "radio", {"choices": ["Disable", "Enable for SDXL", "Enable"]}),
     "cache_fp16_weight": OptionInfo(False, "Cache FP16 weight for LoRA"),
+    "unet_compile": OptionInfo("Disable", "Compile the UNet with torch.compile", "dropdown",
+                               {"choices": ["Disable", "default", "reduce-overhead", "max-autotune",
+                                            "max-autotune-no-cudagraphs"]},
+                               onchange=_reapply_speed_options).info(
+        "faster sampling on CUDA; the first image at each new size waits for the compile (cached on disk); "
+        "max-autotune and reduce-overhead use CUDA graphs; --torch-compile overrides"),
+    "unet_compile_regional": OptionInfo(False, "torch.compile only the repeated transformer blocks",
+                                        onchange=_reapply_speed_options).info("compiles in seconds, smaller speed-up"),
 }))
 
 options_templates.update(options_section(("compatibility", "Compatibility", "sd"), {

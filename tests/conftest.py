@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,7 @@ def tiny_checkpoints() -> dict[str, Path]:
     for key, (family, filename) in specs.items():
         path = CKPT_DIR / filename
         if not path.exists():
-            checkpoint_factory.write_checkpoint(str(path), family, seed=hash(key) % 1000)
+            checkpoint_factory.write_checkpoint(str(path), family, seed=zlib.crc32(key.encode()) % 1000)
         out[key] = path
     return out
 

@@ -104,7 +104,11 @@ def test_webuiapi_client_with_credentials(auth_server):
     client = webuiapi.WebUIApi(host=host.split("//")[1], port=int(port), username="alice", password="s3cr:et")
     assert client.get_progress()["progress"] == 0
     assert "send_seed" in client.get_options()
-    assert client.get_scripts() == {"txt2img": [], "img2img": []}
+    assert client.get_scripts() == {  # the built-in scripts, by lower-cased title
+        "txt2img": ["prompt matrix", "prompts from file or textbox", "x/y/z plot"],
+        "img2img": ["loopback", "outpainting mk2", "poor man's outpainting", "prompt matrix",
+                    "prompts from file or textbox", "sd upscale", "x/y/z plot"],
+    }
     anonymous = webuiapi.WebUIApi(host=host.split("//")[1], port=int(port))
     with pytest.raises(RuntimeError):
         anonymous.txt2img(prompt="x")

@@ -484,6 +484,26 @@ def test_a1111_img2img_payloads(base, fields):
     assert data["parameters"]["init_images"] is None and data["parameters"]["mask"] is None
 
 
+def test_a1111_sd_upscale_payload(base, data_dir):
+    """A1111's test_img2img_sd_upscale_performed: script_name "sd upscale", script_args ["", 8, "Lanczos", 2.0]
+    (info, tile overlap, upscaler by name, scale). 64×64 → 128×128 in 3×3 tiles of 64 overlapping by 8."""
+    outputs = sorted(p.name for p in data_dir.rglob("*.png"))
+    payload = {**SIMPLE_IMG2IMG, "init_images": [data_uri(init_image())], "seed": 5, "script_name": "sd upscale",
+               "script_args": ["", 8, "Lanczos", 2.0]}
+    r = post(base, "img2img", payload)
+    assert r.status_code == 200, r.text
+    data = r.json()
+    info = json.loads(data["info"])
+    assert len(data["images"]) == 1 and decode(data["images"][0]).size == (128, 128)
+    assert "SD upscale overlap: 8, SD upscale upscaler: Lanczos" in info["infotexts"][0]
+    assert info["seed"] == 5
+    assert sorted(p.name for p in data_dir.rglob("*.png")) == outputs  # save_images is false: no files
+    r = post(base, "img2img", {**payload, "script_args": ["", 8, 1, 1.5]})  # upscaler by index (Lanczos)
+    assert r.status_code == 200 and decode(r.json()["images"][0]).size == (96, 96)
+    r = post(base, "img2img", {**payload, "script_args": ["", 8, "Nope", 2.0]})
+    assert r.status_code == 404 and "could not find upscaler named 'Nope'" in r.text
+
+
 def test_img2img_include_init_images_and_missing_init(base):
     init = data_uri(init_image())
     r = post(base, "img2img", {**SIMPLE_IMG2IMG, "init_images": [init], "include_init_images": True, "steps": 1})

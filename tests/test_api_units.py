@@ -263,7 +263,7 @@ def test_infotext_round_trip_gives_back_the_processing_fields(case):
             p["seed_resize_from_w"],
             p["seed_resize_from_h"],
         )
-    assert kwargs["enable_hr"] == ("Hires upscale" in extra)
+    assert kwargs.get("enable_hr", False) == ("Hires upscale" in extra)
     if "Hires upscale" in extra:
         assert kwargs["hr_scale"] == extra["Hires upscale"]
         assert kwargs["hr_second_pass_steps"] == extra["Hires steps"]
@@ -298,7 +298,7 @@ def test_infotext_settings_and_img2img_fields():
     assert kwargs["inpaint_full_res_padding"] == 12 and kwargs["inpainting_mask_invert"] == 1
     assert kwargs["image_cfg_scale"] == 1.5
     assert kwargs["hr_sampler_name"] == "Euler" and kwargs["hr_checkpoint_name"] == "other.safetensors"
-    assert kwargs["enable_hr"] is False  # no hires keys: an img2img infotext does not turn hires fix on
+    assert not kwargs.get("enable_hr")  # no hires keys: an img2img infotext does not turn hires fix on
     assert overrides == {"CLIP_stop_at_last_layers": 2}
 
 

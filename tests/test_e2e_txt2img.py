@@ -89,3 +89,24 @@ def test_page_loads_in_time(server):
     t = time.perf_counter()
     assert requests.get(server.url + "/config", timeout=10).status_code in (200, 404)
     assert time.perf_counter() - t < 5
+
+
+def test_xyz_plot_from_the_ui(server, client, data_dir):
+    """The Script dropdown and the X/Y/Z controls as the page sends them (looked up by label: other scripts may
+    add controls before them): one labelled grid, saved to the grids folder with its infotext."""
+    params = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/txt2img"]["parameters"]
+    names = {(p["label"], p["component"]): p["parameter_name"] for p in reversed(params)}  # first one wins
+    kwargs = {names[("Script", "Dropdown")]: "X/Y/Z plot", names[("X type", "Dropdown")]: "Steps",
+              names[("X values", "Textbox")]: "1-2", names[("Y type", "Dropdown")]: "CFG Scale",
+              names[("Y values", "Textbox")]: "4, 8"}
+    grids = data_dir / "outputs" / "txt2img-grids"
+    before = set(grids.rglob("*.png")) if grids.exists() else set()
+    gallery, info_js, _, log_html = client.predict("a cat", "", 1, "Euler", "Automatic", 64, 64, 1, 1, 7.0, 3,
+                                                   api_name="/txt2img", **kwargs)
+    assert log_html == "", log_html
+    info = json.loads(info_js)
+    assert len(gallery) == 1 and info["infotexts"][0].count("Script: X/Y/Z plot, X Type: Steps, X Values: 1-2") == 1
+    (saved,) = sorted(set(grids.rglob("*.png")) - before)
+    with Image.open(saved) as im:
+        assert im.width > 128 and im.height > 128  # 2 x 2 cells of 64 plus labels
+        assert "Y Type: CFG Scale" in im.info["parameters"]

@@ -123,6 +123,23 @@ def test_batch_image_equals_that_seed_alone(source, ensd):
             assert torch.equal(out[i : i + 1], alone.next()), f"seed {seed}, call {step}"
 
 
+@pytest.mark.parametrize("source", ["CPU", "NV"])
+def test_next_for_image_continues_that_images_generator(source):
+    """Samplers that run image by image draw each image's noise alone; it equals the batch draw of that image."""
+    settings = _settings(source, 7)
+    seeds = [3, 4]
+    batch = rng.ImageRNG((4, 3, 3), seeds, settings=settings)
+    per_image = rng.ImageRNG((4, 3, 3), seeds, settings=settings)
+    with pytest.raises(RuntimeError, match="first noise"):
+        per_image.next_for_image(0)
+    assert torch.equal(batch.next(), per_image.next())
+    expected = [batch.next(), batch.next()]
+    for i in (1, 0):  # any order: each image has its own generator
+        got = [per_image.next_for_image(i), per_image.next_for_image(i)]
+        assert got[0].shape == (1, 4, 3, 3)
+        assert torch.equal(got[0][0], expected[0][i]) and torch.equal(got[1][0], expected[1][i])
+
+
 def test_ensd_changes_only_later_noise():
     plain = rng.ImageRNG((4, 4, 4), [5], settings=_settings("CPU"))
     delta = rng.ImageRNG((4, 4, 4), [5], settings=_settings("CPU", ensd=100))

@@ -156,7 +156,9 @@ def test_runner_layout_and_script_info(loaded):
     runner.initialize_scripts(is_img2img=False)
     runner.ensure_ui()
     titles = {s.title(): s for s in runner.scripts}
-    assert [s.title() for s in runner.selectable_scripts] == ["Prompt repeat"]  # Custom code: no --allow-code
+    # the repository's scripts first, then the extensions'; Custom code is hidden without --allow-code
+    assert [s.title() for s in runner.selectable_scripts] == ["Prompt matrix", "Prompts from file or textbox",
+                                                              "X/Y/Z plot", "Prompt repeat"]
     assert {"Prompt rewriter", "Gradio 3 script", "Hook recorder"} <= {s.title() for s in runner.alwayson_scripts}
     slices = sorted((s.args_from, s.args_to) for s in runner.scripts)
     assert slices[0][0] == 1 and all(a[1] == b[0] for a, b in zip(slices, slices[1:], strict=False))

@@ -82,7 +82,9 @@ def get_sigmas_vp(
 
 def to_d(x: torch.Tensor, sigma: torch.Tensor, denoised: torch.Tensor) -> torch.Tensor:
     """Karras ODE derivative dx/dsigma = (x - D(x, sigma)) / sigma."""
-    return (x - denoised) / append_dims(sigma, x.ndim)
+    # A 0-dim sigma (the samplers' per-step sigma, kept on the CPU) divides as a scalar: appending dims would make
+    # it a CPU tensor that a CUDA `x` cannot be combined with.
+    return (x - denoised) / (sigma if sigma.ndim == 0 else append_dims(sigma, x.ndim))
 
 
 def get_ancestral_step(sigma_from: Any, sigma_to: Any, eta: float = 1.0) -> tuple[Any, Any]:
