@@ -151,9 +151,19 @@ def override_settings(texts: list[str] | None) -> dict[str, Any]:
 
 def core_paste_fields(components: dict[str, Any]) -> list:
     """(component, infotext label or function) for each processing argument the core knows how to read from an
-    infotext (infotext_paste.PROCESSING_ARGS_FROM_INFOTEXT), for the components given by argument name."""
-    return [(components[name], source) for name, source, _convert in infotext_paste.PROCESSING_ARGS_FROM_INFOTEXT
-            if name in components]
+    infotext (infotext_paste.PROCESSING_ARGS_FROM_INFOTEXT), for the components given by argument name.
+
+    Hires. fix is the exception: the core leaves it alone for an infotext without hires keys, A1111's paste turns
+    it off (so pasting a plain infotext after a hires one gives the plain image)."""
+    fields = []
+    for name, source, _convert in infotext_paste.PROCESSING_ARGS_FROM_INFOTEXT:
+        if name not in components:
+            continue
+        if name == "enable_hr":
+            fields.append((components[name], lambda d, source=source: bool(source(d))))
+        else:
+            fields.append((components[name], source))
+    return fields
 
 
 def run_as_task(task_type: str, id_task: str, func: Callable[[], tuple], n_outputs: int) -> tuple:
