@@ -141,7 +141,7 @@ def create_app(with_ui: bool = True):
                                   head=ui_server.theme_head(cmd_opts.theme) + ui_gradio_extensions.head_html(),
                                   auth=ui_server.gradio_auth(creds), auth_message="Stable Diffusion web UI",
                                   footer_links=["api", "gradio", "settings"] if cmd_opts.api else ["gradio"])
-        ui_server.install_auth(app, creds)
+        ui_server.install_auth(app, creds, prefix)
     routes_before = list(app.router.routes)
     script_callbacks.app_started_callback(demo, app)
     if with_ui:

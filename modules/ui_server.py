@@ -1,10 +1,12 @@
 """Serving the page: the routes the page's JavaScript calls (/internal/*), one login for every route, the theme,
 and the --share tunnel.
 
-Authentication (--gradio-auth, --gradio-auth-path): Gradio's login page and cookie protect Gradio's own routes.
-Every other route of the app that is not under /sdapi (which the API's middleware guards with --api-auth, or
-these same credentials) — /internal/*, the `file=` route, thumbnails, extension routes added in on_app_started,
-/docs — accepts a request only with Gradio's login cookie or HTTP Basic credentials of the same users.
+Authentication (--gradio-auth, --gradio-auth-path): one ASGI middleware (UiAuthMiddleware, installed by
+install_auth() in webui.create_app) sits in front of the whole app. A request — HTTP or websocket — to any path
+other than /sdapi/* (which the API's middleware guards with --api-auth, or these same credentials) and the login
+page's own files (PUBLIC_PATHS, PUBLIC_PREFIXES) needs Gradio's login cookie or HTTP Basic credentials of the same
+users: Gradio's routes (/config, /gradio_api/* with the queue, uploads, files, heartbeat, streams), /internal/*,
+the `file=` route, thumbnails, /docs, and extension routes added in on_app_started, whenever they are added.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
-from starlette.routing import Match, Mount
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modules import credentials, progress, shared, token_counter
@@ -51,35 +53,51 @@ def gradio_cookie_user(gradio_app: Any, headers: Headers) -> str | None:
     return None
 
 
-class UiAuthMiddleware:
-    """Requests to the app's own routes (not Gradio's, not /sdapi) need a login when the UI has credentials."""
+# What the login page itself needs before there is a login (relative to --subpath): the page, the login and
+# logout routes, Gradio's login check, and static files. Everything else needs the login.
+PUBLIC_PATHS = frozenset({"/", "/login", "/login/", "/logout", "/favicon.ico", "/theme.css", "/robots.txt",
+                          "/manifest.json", "/pwa_icon", "/gradio_api/login_check", "/gradio_api/login_check/",
+                          "/gradio_api/theme.css"})
+PUBLIC_PREFIXES = ("/assets/", "/static/", "/svelte/", "/pwa_icon/")
 
-    def __init__(self, app: ASGIApp, creds: dict[str, str], parent: Any):
+
+def is_public(path: str, prefix: str = "") -> bool:
+    prefix = prefix.rstrip("/")
+    if prefix:
+        if path != prefix and not path.startswith(prefix + "/"):
+            return False
+        path = path[len(prefix):] or "/"
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+class UiAuthMiddleware:
+    """Every request but /sdapi (guarded by the API's middleware) and the login page's files needs a login when
+    the UI has credentials: Gradio's cookie or HTTP Basic of the same users."""
+
+    def __init__(self, app: ASGIApp, creds: dict[str, str], parent: Any, prefix: str = ""):
         self.app = app
         self.creds = creds
         self.parent = parent
-
-    def own_route(self, scope: Scope) -> bool:
-        for route in self.parent.router.routes:
-            if isinstance(route, Mount) and hasattr(route.app, "tokens"):
-                continue
-            match, _ = route.matches(scope)
-            if match != Match.NONE:
-                return True
-        return False
+        self.prefix = prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or not self.creds or scope["path"].startswith("/sdapi/"):
+        if (scope["type"] not in ("http", "websocket") or not self.creds or scope["path"].startswith("/sdapi/")
+                or is_public(scope["path"], self.prefix)):
             await self.app(scope, receive, send)
             return
-        if self.own_route(scope):
-            headers = Headers(scope=scope)
-            user = basic_auth_user(headers, self.creds) or gradio_cookie_user(gradio_app_of(self.parent), headers)
-            if user is None:
-                response = JSONResponse({"detail": "Not authenticated"}, status_code=401)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        if basic_auth_user(headers, self.creds) or gradio_cookie_user(gradio_app_of(self.parent), headers):
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})  # before accept: the client gets HTTP 403
+        else:
+            # Gradio's own 401 body: its page shows the login form with the message. No WWW-Authenticate header,
+            # which would make the browser ask with its own dialog instead.
+            gradio_app = gradio_app_of(self.parent)
+            message = getattr(gradio_app.get_blocks(), "auth_message", None) if gradio_app is not None else None
+            response = JSONResponse({"detail": {"error": "Not authenticated", "auth_message": message}},
+                                    status_code=401)
+            await response(scope, receive, send)
 
 
 def gradio_auth(creds: dict[str, str]):
@@ -89,9 +107,10 @@ def gradio_auth(creds: dict[str, str]):
     return lambda username, password: credentials.check_credentials(creds, username, password)
 
 
-def install_auth(app: Any, creds: dict[str, str]) -> None:
+def install_auth(app: Any, creds: dict[str, str], prefix: str = "") -> None:
+    """One login for every route of `app` (see the module's docstring); `prefix` is --subpath."""
     if creds:
-        app.add_middleware(UiAuthMiddleware, creds=creds, parent=app)
+        app.add_middleware(UiAuthMiddleware, creds=creds, parent=app, prefix=prefix)
 
 
 def add_routes(app: Any, prefix: str = "") -> None:

@@ -75,6 +75,8 @@ def create_setting_component(key: str, info: OptionInfo, is_quicksettings: bool 
         args.setdefault("allow_custom_value", True)
     kwargs: dict[str, Any] = {"label": info.label or key, "value": value_for_setting(key),
                               "elem_id": f"setting_{key}", **args}
+    if issubclass(cls, (gr.CheckboxGroup, gr.Radio)):
+        kwargs["choices"] = with_saved_values(kwargs.get("choices"), kwargs["value"])
     if key in shared.opts.frozen_keys:
         kwargs["interactive"] = False
     if is_hidden(key):
@@ -83,6 +85,16 @@ def create_setting_component(key: str, info: OptionInfo, is_quicksettings: bool 
     if builtin and not is_quicksettings and (info.comment_before or info.comment_after):
         kwargs.setdefault("info", _plain(info.comment_before + info.comment_after))
     return cls(**kwargs)
+
+
+def with_saved_values(choices: Any, value: Any) -> list:
+    """Choices plus the saved values that are not among them (a model list that is empty on this machine, an
+    entry of an older version): Gradio refuses a value outside the choices, which would fail Apply settings for
+    every setting at once."""
+    choices = list(choices or [])
+    known = {c[1] if isinstance(c, tuple) else c for c in choices}
+    values = value if isinstance(value, list) else [] if value is None else [value]
+    return choices + [v for v in values if v not in known]
 
 
 def _plain(comment: str) -> str | None:
@@ -106,6 +118,16 @@ def visible_sections() -> list[tuple[tuple, list[tuple[str, OptionInfo]]]]:
         return order.get(ids[0], len(order)) if ids else len(order)
 
     return sorted(sections.items(), key=lambda kv: category_of(kv[1]))
+
+
+def section_tab_ids(sections: list) -> list[str]:
+    """`settings_<section id>` per section; A1111 gives two sections the id "ui" (Live previews, User interface),
+    so a repeated id gets a number (the page needs distinct ids to open a section)."""
+    ids, seen = [], {}
+    for (section_id, _label), _items in sections:
+        seen[section_id] = seen.get(section_id, 0) + 1
+        ids.append(f"settings_{section_id}" + (f"_{seen[section_id]}" if seen[section_id] > 1 else ""))
+    return ids
 
 
 def convert_value(key: str, value: Any) -> Any:
@@ -174,10 +196,12 @@ def create_settings_json():
 
 
 def search_updates(query: str, sections: list, components: dict[str, Any]) -> list:
-    """Visibility of every section tab and setting for a search (empty: everything)."""
+    """Visibility of every section tab and setting for a search (empty: everything), then the section tabs'
+    selection: the first section with a match is opened."""
     query = (query or "").strip().lower()
     tab_updates, setting_updates = [], []
-    for (_section_id, _label), items in sections:
+    first_match = None
+    for tab_id, (_section, items) in zip(section_tab_ids(sections), sections, strict=True):
         matched = 0
         for key, info in items:
             if key not in components:
@@ -186,7 +210,10 @@ def search_updates(query: str, sections: list, components: dict[str, Any]) -> li
             matched += hit
             setting_updates.append(gr.update(visible=hit and not is_hidden(key)))
         tab_updates.append(gr.update(visible=bool(matched)))
-    return tab_updates + setting_updates
+        if matched and first_match is None:
+            first_match = tab_id
+    selection = gr.update(selected=first_match) if query and first_match else gr.update()
+    return tab_updates + setting_updates + [selection]
 
 
 class UiSettings:
@@ -227,9 +254,10 @@ class UiSettings:
         self.sections = visible_sections()
         self.section_tabs = []
         with gr.Tabs(elem_id="settings") as self.tabs:
-            for (section_id, label), items in self.sections:
-                with gr.Tab(label, id=f"settings_{section_id}", elem_id=f"settings_{section_id}") as tab:
-                    with gr.Column(elem_id=f"column_settings_{section_id}"):
+            for tab_id, ((_section_id, label), items) in zip(section_tab_ids(self.sections), self.sections,
+                                                             strict=True):
+                with gr.Tab(label, id=tab_id, elem_id=tab_id) as tab:
+                    with gr.Column(elem_id=f"column_{tab_id}"):
                         for key, info in items:
                             try:
                                 component = create_setting_component(key, info)
@@ -268,7 +296,8 @@ class UiSettings:
         settings_tab.select(fn=current_values, outputs=components, **private)
         self.search.change(fn=lambda q: search_updates(q, self.sections, self.components), inputs=[self.search],
                            outputs=self.section_tabs + [self.components[k] for _, items in self.sections
-                                                        for k, _ in items if k in self.components], **private)
+                                                        for k, _ in items if k in self.components] + [self.tabs],
+                           **private)
         self.restart_gradio.click(fn=request_reload_ui, **private).then(fn=None, js="restart_reload", **private)
         self.unload.click(fn=unload_checkpoint, outputs=[self.actions_result], **private)
         self.reload.click(fn=reload_checkpoint, outputs=[self.actions_result], **private)

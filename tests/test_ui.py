@@ -16,9 +16,10 @@ import zipfile
 import gradio as gr
 import pytest
 import torch
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
 from PIL import Image
+from starlette.websockets import WebSocketDisconnect
 
 from modules import (
     gradio_compat,
@@ -523,6 +524,16 @@ def test_apply_settings_converts_rejects_and_respects_frozen(opts_restored, monk
         opts_restored.frozen_keys.discard("jpeg_quality")
 
 
+def test_saved_values_outside_the_choices_do_not_break_apply(opts_restored):
+    opts_restored.realesrgan_enabled_models = ["R-ESRGAN 4x+", "gone"]
+    with gr.Blocks():
+        box = ui_settings.create_setting_component("realesrgan_enabled_models",
+                                                   shared.opts.data_labels["realesrgan_enabled_models"])
+    assert box.preprocess(["R-ESRGAN 4x+", "gone"]) == ["R-ESRGAN 4x+", "gone"]
+    assert ui_settings.with_saved_values([("Label", "v")], "v") == [("Label", "v")]
+    assert ui_settings.with_saved_values(["a"], "b") == ["a", "b"]
+
+
 def test_freeze_settings_in_sections(opts_restored):
     before = set(opts_restored.frozen_keys)
     try:
@@ -540,13 +551,15 @@ def test_settings_search_shows_matching_pages_and_settings(page):
     sections = ui_settings.visible_sections()
     components = {key: object() for _, items in sections for key, _ in items}
     updates = ui_settings.search_updates("live preview", sections, components)
-    tabs, settings = updates[:len(sections)], updates[len(sections):]
+    tabs, settings, selection = updates[:len(sections)], updates[len(sections):-1], updates[-1]
+    assert selection["selected"] == "settings_ui"  # the first page with a match opens
     shown_tabs = [label for ((_, label), _), u in zip(sections, tabs, strict=True) if u["visible"]]
     assert "Live previews" in shown_tabs and "Saving images/grids" not in shown_tabs
     keys = [k for _, items in sections for k, _ in items]
     shown = {k for k, u in zip(keys, settings, strict=True) if u["visible"]}
     assert "show_progress_every_n_steps" in shown and "samples_format" not in shown
     assert all(u["visible"] for u in ui_settings.search_updates("", sections, components)[:len(sections)])
+    assert "selected" not in ui_settings.search_updates("", sections, components)[-1]
 
 
 def test_quicksetting_applies_at_once_and_saves(opts_restored, monkeypatch, tmp_path):
@@ -641,6 +654,14 @@ def secured_app():
     # An extension's route added after the mount (on_app_started) is guarded too.
     app.add_api_route("/ext/hello", lambda: {"hello": 1})
     app.router.routes.insert(0, app.router.routes.pop())
+
+    async def socket(websocket: WebSocket):
+        await websocket.accept()
+        await websocket.send_text("hi")
+        await websocket.close()
+
+    app.add_api_websocket_route("/ext/socket", socket)
+    app.router.routes.insert(0, app.router.routes.pop())
     return app
 
 
@@ -651,13 +672,35 @@ def test_ui_routes_extension_routes_and_gradio_share_one_login(secured_app):
             assert client.get(path, auth=("alice", "wrong")).status_code == 401
             assert client.get(path, auth=("alice", "s3cret:x")).status_code == 200
         assert client.post("/internal/progress", json={"id_task": "x"}).status_code == 401
-        assert client.get("/config").status_code == 401  # Gradio's own routes: Gradio's login
+        # Gradio's routes, also those Gradio itself leaves open (heartbeat, reset, cancel, startup events)
+        for method, path in (("GET", "/config"), ("POST", "/gradio_api/queue/join"), ("GET", "/gradio_api/info"),
+                             ("GET", "/gradio_api/queue/data?session_hash=x"), ("POST", "/gradio_api/upload"),
+                             ("GET", f"/gradio_api/file={__file__}"), ("GET", "/gradio_api/heartbeat/x"),
+                             ("POST", "/gradio_api/reset"), ("POST", "/gradio_api/cancel"),
+                             ("GET", "/gradio_api/startup-events"), ("GET", "/monitoring/x")):
+            answer = client.request(method, path)
+            assert answer.status_code == 401, path
+            assert "www-authenticate" not in answer.headers  # the page shows its login form, not a dialog
+        assert client.get("/config").json()["detail"]["error"] == "Not authenticated"
+        with pytest.raises(WebSocketDisconnect):
+            with client.websocket_connect("/ext/socket"):
+                pass
+        # the login page itself loads without a login
+        assert client.get("/").status_code == 200 and client.get("/theme.css").status_code == 200
         login = client.post("/login", data={"username": "alice", "password": "s3cret:x"})
         assert login.status_code == 200
         # the browser's login cookie opens the app's own routes as well
         assert client.get("/internal/ping2").json() == {"ok": True}
         assert client.get("/ext/hello").status_code == 200
         assert client.get("/config").status_code == 200
+        with client.websocket_connect("/ext/socket") as socket:
+            assert socket.receive_text() == "hi"
+
+
+def test_login_page_paths_under_a_subpath():
+    assert ui_server.is_public("/sd/assets/index.js", "/sd") and ui_server.is_public("/sd", "/sd/")
+    assert not ui_server.is_public("/assets/index.js", "/sd")  # outside the subpath: not the page's files
+    assert not ui_server.is_public("/sd/internal/progress", "/sd") and not ui_server.is_public("/sd/config", "/sd")
 
 
 def test_token_count_route():
