@@ -180,13 +180,33 @@ def test_interrupt_stops_a_long_generation(ui):
     ui.wait_text("#html_info_txt2img", "interrupt me")
     assert time.perf_counter() - started < 30, progress_text
     page.wait_for_function("!document.querySelector('#txt2img_generate_box').classList.contains('generating')")
-    ui.set_number("txt2img_steps", 3)
+
+
+def test_reload_reattaches_to_the_running_task(ui):
+    page = ui.page
+    page.fill("#txt2img_prompt textarea", "follow me")
+    page.click("#txt2img_generate")
+    running = "/step [1-9][0-9]*\\/150/.test(document.querySelector('.progressDiv .progress')?.innerText ?? '')"
+    page.wait_for_function(running)
+    ui.watching = False  # Gradio logs the event stream the reload cuts off
+    page.reload()  # the login cookie stays; the task id is in localStorage
+    page.wait_for_selector("#txt2img_restore_progress.shown")
+    ui.watching = True
+    page.click("#txt2img_restore_progress")
+    page.wait_for_timeout(1000)
+    if page.locator(".progressDiv").count():  # still running: no need to wait for all 150 steps
+        page.click("#txt2img_interrupt")
+    ui.wait_text("#html_info_txt2img", "follow me")  # the result of the task started before the reload
+    assert "Steps: 150" in page.inner_text("#html_info_txt2img")
 
 
 def test_png_info_round_trip_into_txt2img(ui, ui_data, shots):
     page = ui.page
     pictures = sorted((ui_data / "outputs" / "txt2img-images").rglob("*.png"), key=lambda p: p.stat().st_mtime)
     first = pictures[0]
+    # a picture dropped on the prompt gives its infotext
+    page.set_input_files("#txt2img_prompt_image input[type=file]", str(first))
+    ui.wait_text("#txt2img_prompt textarea", "Seed: 1234")
     page.fill("#txt2img_prompt textarea", "something else")  # the paste must replace it
     ui.tab("pnginfo")
     page.set_input_files("#pnginfo_image input[type=file]", str(first))
