@@ -468,11 +468,14 @@ def test_lora_card_is_escaped_and_carries_the_tag(page, lora_files, opts_restore
 
 def test_cards_of_every_page_and_their_prompt_text(page, opts_restored, tiny_checkpoints):
     opts_restored.extra_networks_default_multiplier = 0.8
+    saved = dict(shared.hypernetworks)  # other tests may have listed hypernetworks of their own
+    shared.hypernetworks.clear()
     shared.hypernetworks["hn"] = str(tiny_checkpoints["sd1"])  # only its name and path are shown
     try:
         hyper = ui_extra_networks.page_by_tabname("hypernetworks").list_items()
     finally:
-        del shared.hypernetworks["hn"]
+        shared.hypernetworks.clear()
+        shared.hypernetworks.update(saved)
     assert [(i.name, i.prompt) for i in hyper] == [("hn", "<hypernet:hn:0.8>")]
     checkpoints = ui_extra_networks.page_by_tabname("checkpoints").list_items()
     assert {i.checkpoint for i in checkpoints} == set(sd_models.checkpoints_list)
