@@ -227,12 +227,35 @@ function translateNode(node) {
 
 (function() {
     let executedOnLoaded = false;
+    // Gradio dispatches "render" once the page is mounted and its values are bound; values set by script before
+    // that are lost, so onUiLoaded waits for it or, when it came before this script, for a second without DOM
+    // changes (at most five seconds after the prompt appeared).
+    let rendered = false;
+    let fallback = null;
+    let firstSeen = null;
+    const uiLoaded = function() {
+        if (executedOnLoaded || !gradioApp().querySelector('#txt2img_prompt')) {
+            return;
+        }
+        executedOnLoaded = true;
+        clearTimeout(fallback);
+        readOptions();
+        translateNode(document.body);
+        executeCallbacks(uiLoadedCallbacks);
+    };
+    document.addEventListener('render', function() {
+        rendered = true;
+        uiLoaded();
+    }, true);
     const observer = new MutationObserver(function(mutations) {
         if (!executedOnLoaded && gradioApp().querySelector('#txt2img_prompt')) {
-            executedOnLoaded = true;
-            readOptions();
-            translateNode(document.body);
-            executeCallbacks(uiLoadedCallbacks);
+            firstSeen = firstSeen || Date.now();
+            if (rendered || Date.now() - firstSeen > 5000) {
+                uiLoaded();
+            } else {
+                clearTimeout(fallback);
+                fallback = setTimeout(uiLoaded, 1000);
+            }
         }
         if (executedOnLoaded) {
             readOptions();

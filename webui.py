@@ -42,6 +42,7 @@ def initialize() -> None:
         safe,
         sd_models,
         sd_vae,
+        sd_vae_taesd,
         shared,
         styles,
         upscaler,
@@ -66,13 +67,14 @@ def initialize() -> None:
     shared.opts.onchange("sd_model_checkpoint", sd_models.apply_checkpoint_setting, call=False)
     shared.opts.onchange("sd_vae", lambda: sd_vae.reload_vae_weights() if sd_models.model_data.sd_model else None,
                          call=False)
+    shared.opts.onchange("show_progress_type", sd_vae_taesd.on_preview_type_change, call=False)
     if not sd_models.checkpoints_list:
         log.warning("%s", sd_models.no_checkpoints_message())
 
 
 def load_extensions() -> None:
     """List extensions, import the scripts of the repository and of active extensions, add their settings."""
-    from modules import extensions, gradio_compat, localization, script_callbacks, scripts, shared
+    from modules import extensions, extra_networks, gradio_compat, localization, script_callbacks, scripts, shared
 
     if cmd_opts.disable_extension_access:
         # Enabling an extension runs its code at the next start: not through the API of an exposed server.
@@ -81,8 +83,10 @@ def load_extensions() -> None:
     localization.list_localizations(cmd_opts.localizations_dir)
     gradio_compat.install()  # before any script creates (or subclasses) a gradio component
     scripts.load_scripts()
+    extra_networks.register_default_extra_networks()  # its paste hook is a callback; load_scripts cleared them
     script_callbacks.ui_settings_callback()
     shared.opts.reorder()
+    shared.opts.freeze_sections(cmd_opts.freeze_settings_in_sections)
 
 
 def load_model_in_background() -> None:
@@ -104,10 +108,11 @@ def load_model_in_background() -> None:
 
 
 def create_app(with_ui: bool = True):
-    """The FastAPI app: (API routes,) then Gradio mounted at the root path."""
+    """The FastAPI app: (API routes,) the page's own routes, then Gradio mounted at the root path (or --subpath),
+    all behind one login when the UI has credentials."""
     from fastapi import FastAPI
 
-    from modules import script_callbacks
+    from modules import credentials, script_callbacks
 
     app = FastAPI(title="Stable Diffusion web UI", docs_url="/docs" if cmd_opts.api or not with_ui else None)
     if cmd_opts.api or not with_ui:
@@ -121,14 +126,22 @@ def create_app(with_ui: bool = True):
     if with_ui:
         import gradio as gr
 
-        from modules import shared, ui, ui_gradio_extensions
+        from modules import shared, ui, ui_extra_networks, ui_gradio_extensions, ui_server
 
+        creds = credentials.ui_credentials(cmd_opts)
         demo = ui.create_ui()
         shared.demo = demo
-        ui_gradio_extensions.add_file_route(app, cmd_opts.subpath or "")
+        prefix = cmd_opts.subpath or ""
+        ui_gradio_extensions.add_file_route(app, prefix)
+        ui_server.add_routes(app, prefix)
+        ui_extra_networks.add_routes(app, prefix)
         app = gr.mount_gradio_app(app, demo, path=cmd_opts.subpath or "/",
                                   allowed_paths=[os.path.abspath(p) for p in cmd_opts.gradio_allowed_path],
-                                  root_path=cmd_opts.subpath, theme=None, head=ui_gradio_extensions.head_html())
+                                  root_path=cmd_opts.subpath, theme=ui_server.theme(),
+                                  head=ui_server.theme_head(cmd_opts.theme) + ui_gradio_extensions.head_html(),
+                                  auth=ui_server.gradio_auth(creds), auth_message="Stable Diffusion web UI",
+                                  footer_links=["api", "gradio", "settings"] if cmd_opts.api else ["gradio"])
+        ui_server.install_auth(app, creds, prefix)
     routes_before = list(app.router.routes)
     script_callbacks.app_started_callback(demo, app)
     if with_ui:
@@ -144,14 +157,18 @@ def server_host() -> str:
     return "0.0.0.0" if cmd_opts.listen else "127.0.0.1"
 
 
-def serve(app, port: int) -> None:
+def serve(app, port: int, with_ui: bool = True) -> None:
     import uvicorn
 
+    from modules import credentials
+
     host = server_host()
-    if cmd_opts.webui_is_non_local and not (cmd_opts.gradio_auth or cmd_opts.gradio_auth_path or cmd_opts.api_auth):
+    protected = credentials.ui_credentials(cmd_opts) if with_ui else credentials.api_credentials(cmd_opts)
+    if cmd_opts.webui_is_non_local and not protected:
         log.warning("!" * 80)
-        log.warning("The server is reachable from other machines (%s) and has NO password. Anyone who can reach it "
-                    "can use it. Add --gradio-auth user:password (and --api-auth).", host)
+        log.warning("The server is reachable from other machines (%s%s) and has NO password. Anyone who can reach it "
+                    "can use it. Add --gradio-auth user:password (and --api-auth).", host,
+                    ", public share link" if cmd_opts.share else "")
         log.warning("!" * 80)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_keep_alive=cmd_opts.timeout_keep_alive,
                             ssl_keyfile=cmd_opts.tls_keyfile, ssl_certfile=cmd_opts.tls_certfile)
@@ -160,20 +177,26 @@ def serve(app, port: int) -> None:
 
     def announce() -> None:
         while not server.started:
+            if server.should_exit:
+                return
             time.sleep(0.05)
         log.info("Running on local URL: %s (startup %.1fs)", url, time.perf_counter() - startup_timer)
         print(f"Running on local URL:  {url}", flush=True)
+        if cmd_opts.share and with_ui:
+            from modules import ui_server
+
+            ui_server.start_share_tunnel(host, port)
         if cmd_opts.autolaunch:
             import webbrowser
 
             webbrowser.open(url)
 
     def watch_server_command() -> None:
-        """/sdapi/v1/server-stop and -restart ask through state.server_command; stop serving gracefully."""
+        """/sdapi/v1/server-stop and -restart, and Settings > Reload UI, ask through state.server_command."""
         from modules import shared
 
         while not server.should_exit:
-            if shared.state.server_command in ("stop", "restart"):
+            if shared.state.server_command in ("stop", "restart", "reload-ui"):
                 log.info("Stopping the server (%s requested)", shared.state.server_command)
                 server.should_exit = True
             time.sleep(0.25)
@@ -183,12 +206,30 @@ def serve(app, port: int) -> None:
     server.run()
 
 
+def reload_ui() -> None:
+    """Settings > Reload UI: unload the scripts, read extensions and scripts again; the page is then rebuilt."""
+    from modules import script_callbacks, sd_models, shared
+
+    script_callbacks.script_unloaded_callback()
+    shared.state.server_command = None
+    load_extensions()
+    sd_models.list_models()
+
+
 def webui() -> None:
+    from modules import shared
+
     setup_logging()
     initialize()
     app = create_app(with_ui=True)
     load_model_in_background()
-    serve(app, cmd_opts.port or 7860)
+    while True:
+        serve(app, cmd_opts.port or 7860)
+        if shared.state.server_command != "reload-ui":
+            break
+        log.info("Reloading the UI")
+        reload_ui()
+        app = create_app(with_ui=True)
 
 
 def api_only() -> None:
@@ -197,7 +238,7 @@ def api_only() -> None:
     app = create_app(with_ui=False)
     if not cmd_opts.skip_load_model_at_start:
         load_model_in_background()
-    serve(app, cmd_opts.port or 7861)
+    serve(app, cmd_opts.port or 7861, with_ui=False)
 
 
 if __name__ == "__main__":

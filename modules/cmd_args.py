@@ -189,6 +189,8 @@ ACTIVE = {
     "allow_code", "localizations_dir",
     "esrgan_models_path", "realesrgan_models_path", "dat_models_path", "swinir_models_path",
     "opt_channelslast", "bf16", "torch_compile", "torch_compile_regional",
+    "share", "gradio_auth", "gradio_auth_path", "theme", "hide_ui_dir_config", "freeze_settings_in_sections",
+    "use_textbox_seed", "ui_config_file",
 }
 NOOP = {
     "max_batch_count", "always_batch_cond_uncond", "unload_gfpgan", "deepdanbooru", "show_negative_prompt",
@@ -197,10 +199,10 @@ NOOP = {
 }
 # dest → what the flag is waiting for (shown in docs/flags.md)
 PENDING_REASON: dict[str, str] = {}
-for _dest in ("share", "gradio_auth", "gradio_auth_path", "theme", "hide_ui_dir_config", "freeze_settings_in_sections",
-              "use_textbox_seed", "ui_config_file", "gradio_debug", "no_gradio_queue", "ngrok", "ngrok_options",
-              "disable_tls_verify"):
-    PENDING_REASON[_dest] = "web UI"
+for _dest in ("gradio_debug", "no_gradio_queue", "disable_tls_verify"):
+    PENDING_REASON[_dest] = "options of Gradio's launch(); the app is mounted on FastAPI and served by uvicorn"
+for _dest in ("ngrok", "ngrok_options"):
+    PENDING_REASON[_dest] = "ngrok tunnels are not provided (--share makes a gradio.live link)"
 for _dest in ("scunet_models_path", "ldsr_models_path"):
     PENDING_REASON[_dest] = "ScuNET and LDSR upscalers are not provided"
 for _dest in ("gfpgan_dir", "gfpgan_model", "gfpgan_models_path", "codeformer_models_path"):

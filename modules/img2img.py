@@ -99,14 +99,22 @@ def create_processing(prompt: str, negative_prompt: str, init_images: list[Image
 
 
 def img2img(p: processing.StableDiffusionProcessingImg2Img) -> tuple[list[Image.Image], str, str, str]:
-    """Run and return (images incl. extra result images, generation_info JSON, info HTML, comments HTML)."""
+    """Run and return (images incl. extra result images, generation_info JSON, info HTML, comments HTML).
+
+    A script selected in the Script dropdown replaces processing with its run() (as in txt2img)."""
     from modules.txt2img import plaintext_to_html
 
-    processed = processing.process_images(p)
+    processed = run_selected_script(p)
     shared.total_tqdm = None
     shown = [] if opts.do_not_show_images else processed.images + processed.extra_images
     return shown, processed.js(), plaintext_to_html(processed.info), plaintext_to_html(processed.comments,
                                                                                        classname="comments")
+
+
+def run_selected_script(p: processing.StableDiffusionProcessingImg2Img) -> processing.Processed:
+    """The selected script's run(), or process_images when none is selected (or it returns nothing)."""
+    processed = p.scripts.run(p, *p.script_args) if p.scripts is not None else None
+    return processed if processed is not None else processing.process_images(p)
 
 
 def _find_mask(image_path: Path, masks: list[str], mask_dir: str) -> str | None:

@@ -435,3 +435,24 @@ def create_infotext(
     negative_prompt_text = f"\nNegative prompt: {negative_prompt}" if negative_prompt else ""
 
     return f"{prompt_text}{negative_prompt_text}\n{params_text}".strip()
+
+
+# ---- A1111's "Send to" helpers, which extensions call from here; the page's code is modules/ui_infotext.py ----
+
+def create_buttons(tabs_list: list[str]) -> dict[str, Any]:
+    """"Send to <tab>" buttons (build-time, inside a gr.Blocks)."""
+    from modules import ui_infotext
+
+    return ui_infotext.create_buttons(tabs_list)
+
+
+def bind_buttons(buttons: dict[str, Any], send_image: Any, send_generate_info: Any) -> None:
+    from modules import ui_infotext
+
+    ui_infotext.bind_buttons(buttons, send_image, send_generate_info)
+
+
+def connect_paste_params_buttons() -> None:
+    from modules import ui_infotext
+
+    ui_infotext.connect_paste_params_buttons()

@@ -2,8 +2,9 @@
 
 "Approx cheap" maps the four latent channels to RGB with a fixed linear map (one matrix per model family,
 published by the community for SD 1.x/2.x and SDXL latents); it costs microseconds and gives an image at latent
-resolution (1/8 of the output). "Full" decodes with the model's VAE. The other methods A1111 offers (Approx NN,
-TAESD) need extra model files; they fall back to the cheap map.
+resolution (1/8 of the output). "Full" decodes with the model's VAE. "Approx NN" (A1111's small network,
+modules/sd_vae_approx.py) and "TAESD" (tiny autoencoder, modules/sd_vae_taesd.py) need weight files; without
+them the cheap map is used (TAESD's file is fetched when the user chooses it).
 """
 
 from __future__ import annotations
@@ -39,8 +40,25 @@ def to_pil(x: torch.Tensor) -> Image.Image:
     return Image.fromarray((255.0 * np.moveaxis(x.numpy(), 0, 2)).astype(np.uint8))
 
 
+def _network(method: str, is_sdxl: bool) -> torch.nn.Module | None:
+    """The preview network of an "Approx NN" / "TAESD" choice, or None to use the cheap map."""
+    if method == "Approx NN":
+        from modules import sd_vae_approx
+
+        return sd_vae_approx.model(is_sdxl)
+    if method == "TAESD":
+        from modules import sd_vae_taesd
+
+        net = sd_vae_taesd.decoder(is_sdxl)
+        if net is None:
+            sd_vae_taesd.download_in_background(is_sdxl)
+        return net
+    return None
+
+
 def latents_to_images(latents: torch.Tensor, method: str, model: Any = None) -> list[Image.Image]:
-    """Preview images of a latent batch (B, C, h, w) with the named method ("Full" or a cheap fallback)."""
+    """Preview images of a latent batch (B, C, h, w) with the named method (Full, Approx NN, TAESD, Approx cheap;
+    a method whose weights are missing falls back to Approx cheap)."""
     latents = latents.detach()
     if method == "Full" and model is not None:
         from modules import sd_vae
@@ -49,7 +67,13 @@ def latents_to_images(latents: torch.Tensor, method: str, model: Any = None) -> 
         return [to_pil(x * 2.0 - 1.0) for x in decoded]
     if latents.shape[1] != len(CHEAP_RGB_SD):
         raise ValueError(f"cannot preview latents with {latents.shape[1]} channels")
-    rgb = cheap_approximation(latents.cpu(), is_sdxl=bool(getattr(model, "is_sdxl", False)))
+    is_sdxl = bool(getattr(model, "is_sdxl", False))
+    net = _network(method, is_sdxl)
+    if net is not None:
+        with torch.inference_mode():
+            rgb = net(latents.cpu().float())
+    else:
+        rgb = cheap_approximation(latents.cpu(), is_sdxl=is_sdxl)
     return [to_pil(x) for x in rgb]
 
 

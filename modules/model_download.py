@@ -39,7 +39,7 @@ def _sha256(path: str, progress: Callable[[float, str], None] | None) -> str:
     return h.hexdigest()
 
 
-def _reachable(endpoint: str, timeout: float = 5.0) -> str | None:
+def endpoint_problem(endpoint: str, timeout: float = 5.0) -> str | None:
     """None if a TCP connection to the endpoint's host opens, else the reason (fail fast when offline instead of
     waiting for the hub client's retries)."""
     parsed = urllib.parse.urlparse(endpoint)
@@ -63,7 +63,7 @@ def download_sd15(target_dir: str | None = None,
         return target
     cache_dir = os.path.join(paths.models_path, ".download-cache")
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    problem = _reachable(endpoint)
+    problem = endpoint_problem(endpoint)
     if problem:
         raise UserError(
             f"Could not download {SD15_FILE}: {problem}. Check the network connection, or download a checkpoint "

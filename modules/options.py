@@ -220,6 +220,12 @@ class Options:
             log.warning("Bad setting value in %s: %s: %r; using the default %r", filename, key, loaded[key],
                         self.data_labels[key].default)
 
+    def freeze_sections(self, sections: str | None) -> None:
+        """--freeze-settings-in-sections: every setting of the named sections (comma-separated ids) is frozen."""
+        names = {s.strip() for s in (sections or "").split(",") if s.strip()}
+        if names:
+            self.frozen_keys.update(k for k, info in self.data_labels.items() if info.section and info.section[0] in names)
+
     def onchange(self, key: str, func: Callable[[], None], call: bool = True) -> None:
         self.data_labels[key].onchange = func
         if call:

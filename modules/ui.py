@@ -1,66 +1,57 @@
-"""The Gradio page: quicksettings row and the tabs, with A1111's element ids.
+"""The Gradio page (a1111-spec §1): the quicksettings row above the tabs txt2img, img2img, Extras, PNG Info,
+Checkpoint Merger, the extensions' tabs, Settings and Extensions (ui_tab_order / hidden_tabs), with A1111's
+element ids, and the footer.
 
-Handlers are thin: they build a processing object (modules.txt2img) and render the result. Errors a user can
-cause are shown under the gallery; the server keeps serving.
+Each tab lives in its own module (modules/ui_<tab>.py); handlers are thin: they build a processing object
+through the core and render the result. Errors a user can cause are shown under the gallery; the server keeps
+serving.
 """
 
 from __future__ import annotations
 
 import html
 import logging
-import os
+import platform
+from collections.abc import Callable
 
 import gradio as gr
 
 from modules import (
-    call_queue,
     gradio_compat,
+    infotext_paste,
     model_download,
     script_callbacks,
     scripts,
     sd_models,
-    sd_samplers,
-    sd_schedulers,
     shared,
-    txt2img,
+    ui_checkpoint_merger,
     ui_extensions,
+    ui_extra_networks,
+    ui_img2img,
+    ui_infotext,
+    ui_loadsave,
+    ui_pnginfo,
+    ui_postprocessing,
     ui_settings,
+    ui_txt2img,
 )
 from modules.errors import UserError
-from modules.shared import opts
-from modules.ui_common import create_refresh_button  # noqa: F401 (A1111 surface: modules.ui.create_refresh_button)
+from modules.ui_common import create_refresh_button, error_html, plaintext_to_html  # noqa: F401 (A1111 surface)
 
 log = logging.getLogger(__name__)
 
 refresh_symbol = "\U0001f504"  # 🔄
 random_symbol = "\U0001f3b2\ufe0f"  # 🎲
-
-
-def error_html(message: str) -> str:
-    return f"<div class='error'>{html.escape(message)}</div>"
-
-
-def checkpoint_choices() -> list[str]:
-    return sd_models.checkpoint_tiles(use_short=opts.sd_checkpoint_dropdown_use_short)
-
-
-def refresh_checkpoints():
-    sd_models.list_models()
-    return gr.update(choices=checkpoint_choices(), value=opts.sd_model_checkpoint)
-
-
-def select_checkpoint(title: str):
-    """Quicksetting change: load the chosen checkpoint now (in the generation queue)."""
-    if not title:
-        return gr.update(), ""
-    try:
-        info = sd_models.find_checkpoint(title)
-        call_queue.run_job("load checkpoint", sd_models.reload_model_weights, info=info)
-        shared.opts.save(shared.config_filename)
-        return gr.update(value=shared.opts.sd_model_checkpoint), ""
-    except UserError as e:
-        return gr.update(value=shared.opts.sd_model_checkpoint), error_html(str(e))
-
+reuse_symbol = "\u267b\ufe0f"  # ♻️
+paste_symbol = "\u2199\ufe0f"  # ↙️
+folder_symbol = "\U0001f4c2"  # 📂
+save_style_symbol = "\U0001f4be"  # 💾
+apply_style_symbol = "\U0001f4cb"  # 📋
+clear_prompt_symbol = "\U0001f5d1\ufe0f"  # 🗑️
+extra_networks_symbol = "\U0001f3b4"  # 🎴
+switch_values_symbol = "\u21c5"  # ⇅
+restore_progress_symbol = "\U0001f300"  # 🌀
+detect_image_size_symbol = "\U0001f4d0"  # 📐
 
 def no_model_banner() -> str:
     if sd_models.checkpoints_list:
@@ -78,124 +69,88 @@ def download_sd15(progress=gr.Progress(track_tqdm=True)):
     except UserError as e:
         return error_html(str(e)), gr.update()
     sd_models.list_models()
-    return f"Downloaded to {html.escape(path)}.", gr.update(choices=checkpoint_choices())
+    return f"Downloaded to {html.escape(path)}.", gr.update(choices=sd_models.checkpoint_tiles())
 
 
-def create_quicksettings() -> tuple[gr.Dropdown, gr.HTML]:
-    with gr.Row(elem_id="quicksettings"):
-        checkpoint = gr.Dropdown(
-            label="Stable Diffusion checkpoint", choices=checkpoint_choices(), value=opts.sd_model_checkpoint,
-            elem_id="setting_sd_model_checkpoint", allow_custom_value=True, interactive=True,
-        )
-        refresh = gr.Button(refresh_symbol, elem_id="refresh_sd_model_checkpoint", elem_classes=["tool"],
-                            scale=0, min_width=40)
-    message = gr.HTML(no_model_banner(), elem_id="quicksettings_message")
-    refresh.click(refresh_checkpoints, outputs=[checkpoint]).then(no_model_banner, outputs=[message])
-    checkpoint.input(select_checkpoint, inputs=[checkpoint], outputs=[checkpoint, message])
-    return checkpoint, message
+def versions_html() -> str:
+    import torch
+
+    checkpoint = shared.opts.sd_checkpoint_hash[:10] if shared.opts.sd_checkpoint_hash else "N/A"
+    parts = [f"python: {platform.python_version()}", f"torch: {torch.__version__}", f"gradio: {gr.__version__}",
+             f"checkpoint: {checkpoint}"]
+    return " &#x2000;•&#x2000; ".join(html.escape(p) for p in parts)
 
 
-def create_txt2img_tab() -> None:
-    tab = "txt2img"
-    with gr.Row(elem_id=f"{tab}_toprow"):
-        with gr.Column(elem_id=f"{tab}_prompt_container", scale=6):
-            prompt = gr.Textbox(label="Prompt", elem_id=f"{tab}_prompt", lines=3, show_label=False,
-                                placeholder="Prompt\n(Press Ctrl+Enter to generate, Alt+Enter to skip, Esc to interrupt)")
-            negative_prompt = gr.Textbox(label="Negative prompt", elem_id=f"{tab}_neg_prompt", lines=3,
-                                         show_label=False, placeholder="Negative prompt")
-        with gr.Column(elem_id=f"{tab}_actions_column", scale=1):
-            generate = gr.Button("Generate", elem_id=f"{tab}_generate", variant="primary")
-            with gr.Row():
-                interrupt = gr.Button("Interrupt", elem_id=f"{tab}_interrupt")
-                skip = gr.Button("Skip", elem_id=f"{tab}_skip")
+def footer_html() -> str:
+    api = "<a href='./docs'>API</a>" if shared.cmd_opts.api else ""
+    links = " &#x2000;•&#x2000; ".join(x for x in (
+        api, "<a href='https://gradio.app'>Gradio</a>", "<a href='#' onclick='location.reload()'>Reload UI</a>") if x)
+    return f"<div>{links}</div><br><div class='versions'>{versions_html()}</div>"
 
-    with gr.Row(equal_height=False):
-        with gr.Column(elem_id=f"{tab}_settings"):
-            with gr.Row(elem_id=f"sampler_selection_{tab}"):
-                sampler_names = sd_samplers.visible_sampler_names(opts.hide_samplers)
-                sampler = gr.Dropdown(label="Sampling method", elem_id=f"{tab}_sampling", choices=sampler_names,
-                                      value=sampler_names[0] if sampler_names else None)
-                scheduler = gr.Dropdown(label="Schedule type", elem_id=f"{tab}_scheduler",
-                                        choices=[s.label for s in sd_schedulers.schedulers],
-                                        value=sd_schedulers.schedulers[0].label)
-                steps = gr.Slider(minimum=1, maximum=150, step=1, label="Sampling steps", value=20,
-                                  elem_id=f"{tab}_steps")
-            with gr.Row():
-                with gr.Column(elem_id=f"{tab}_column_size", scale=4):
-                    width = gr.Slider(minimum=64, maximum=2048, step=8, label="Width", value=512,
-                                      elem_id=f"{tab}_width")
-                    height = gr.Slider(minimum=64, maximum=2048, step=8, label="Height", value=512,
-                                       elem_id=f"{tab}_height")
-                with gr.Column(elem_id=f"{tab}_column_batch"):
-                    batch_count = gr.Slider(minimum=1, maximum=100, step=1, label="Batch count", value=1,
-                                            elem_id=f"{tab}_batch_count")
-                    batch_size = gr.Slider(minimum=1, maximum=8, step=1, label="Batch size", value=1,
-                                           elem_id=f"{tab}_batch_size")
-            cfg_scale = gr.Slider(minimum=1.0, maximum=30.0, step=0.5, label="CFG Scale", value=7.0,
-                                  elem_id=f"{tab}_cfg_scale")
-            with gr.Row(elem_id=f"{tab}_seed_row"):
-                seed = gr.Number(label="Seed", value=-1, precision=0, elem_id=f"{tab}_seed")
-                random_seed = gr.Button(random_symbol, elem_id=f"{tab}_random_seed", scale=0, min_width=40)
-            random_seed.click(lambda: -1, outputs=[seed])
-            with gr.Group(elem_id=f"{tab}_script_container"):
-                script_inputs = scripts.scripts_txt2img.setup_ui_sections()
 
-        with gr.Column(elem_id=f"{tab}_results"):
-            gallery = gr.Gallery(label="Output", show_label=False, elem_id=f"{tab}_gallery", columns=4,
-                                 preview=True, format="png", height="auto")
-            generation_info = gr.Textbox(visible=False, elem_id=f"generation_info_{tab}")
-            html_info = gr.HTML(elem_id=f"html_info_{tab}", elem_classes="infotext")
-            html_log = gr.HTML(elem_id=f"html_log_{tab}", elem_classes="html-log")
-
-    def run(prompt_, negative_, steps_, sampler_, scheduler_, width_, height_, n_iter_, batch_size_, cfg_, seed_,
-            *script_args):
-        try:
-            p = txt2img.create_processing(prompt_, negative_, steps_, sampler_, scheduler_, width_, height_, n_iter_,
-                                          batch_size_, cfg_, seed_)
-            p.scripts = scripts.scripts_txt2img
-            p.script_args = script_args
-            images, info_js, info_html = call_queue.run_job("txt2img", txt2img.txt2img, p)
-            return images, info_js, info_html, ""
-        except UserError as e:
-            return gr.update(), gr.update(), gr.update(), error_html(str(e))
-        except Exception as e:  # keep serving; the traceback goes to the console
-            log.exception("txt2img failed")
-            return gr.update(), gr.update(), gr.update(), error_html(f"{type(e).__name__}: {e}")
-
-    inputs = [prompt, negative_prompt, steps, sampler, scheduler, width, height, batch_count, batch_size, cfg_scale,
-              seed, *script_inputs]
-    outputs = [gallery, generation_info, html_info, html_log]
-    generate.click(run, inputs=inputs, outputs=outputs, api_name="txt2img", concurrency_id="gpu")
-    prompt.submit(run, inputs=inputs, outputs=outputs, concurrency_id="gpu")
-    interrupt.click(lambda: shared.state.interrupt(), api_name=False)
-    skip.click(lambda: shared.state.skip(), api_name=False)
+def ordered_tabs(tabs: list[tuple[str, str, Callable[[], None]]]) -> list[tuple[str, str, Callable[[], None]]]:
+    """ui_tab_order first (by label), the rest in place; hidden_tabs removed (Settings always stays)."""
+    hidden = set(shared.opts.hidden_tabs or [])
+    tabs = [t for t in tabs if t[0] not in hidden or t[1] == "settings"]
+    order = {label: i for i, label in enumerate(shared.opts.ui_tab_order or [])}
+    return sorted(tabs, key=lambda t: order.get(t[0], len(order) + tabs.index(t)))
 
 
 def create_ui() -> gr.Blocks:
     gradio_compat.install()
+    infotext_paste.reset()
     script_callbacks.before_ui_callback()
+    ui_extra_networks.initialize()
+    ui_extra_networks.register_default_pages()
     scripts.scripts_txt2img.initialize_scripts(is_img2img=False)
+    scripts.scripts_img2img.initialize_scripts(is_img2img=True)
     extension_tabs = script_callbacks.ui_tabs_callback()  # each extension builds its own gr.Blocks
+    loadsave = ui_loadsave.UiLoadsave(shared.cmd_opts.ui_config_file)
+    settings = ui_settings.UiSettings()
+
     with gr.Blocks(title="Stable Diffusion", analytics_enabled=False) as demo:
-        checkpoint, message = create_quicksettings()
-        settings_json = ui_settings.create_settings_json()
+        settings.create_quicksettings()
+        settings.settings_json = ui_settings.create_settings_json()
         gr.HTML(ui_extensions.load_errors_banner(), elem_id="extension_load_errors")
+        message = gr.HTML(no_model_banner(), elem_id="no_model_message")
         if not shared.cmd_opts.no_download_sd_model:
             with gr.Row(visible=not sd_models.checkpoints_list) as download_row:
                 download = gr.Button("Download Stable Diffusion 1.5 (4 GB)", elem_id="download_sd15")
-            download.click(download_sd15, outputs=[message, checkpoint], api_name="download_sd15").then(
+            quick_checkpoint = settings.quicksettings.get("sd_model_checkpoint") or gr.State()
+            download.click(download_sd15, outputs=[message, quick_checkpoint], api_name="download_sd15").then(
                 lambda: gr.update(visible=not sd_models.checkpoints_list), outputs=[download_row])
+
+        checkpoint = settings.quicksettings.get("sd_model_checkpoint")
+        tabs: list[tuple[str, str, Callable[[], None]]] = [
+            ("txt2img", "txt2img", ui_txt2img.create_ui),
+            ("img2img", "img2img", ui_img2img.create_ui),
+            ("Extras", "extras", ui_postprocessing.create_ui),
+            ("PNG Info", "pnginfo", ui_pnginfo.create_ui),
+            ("Checkpoint Merger", "modelmerger", lambda: ui_checkpoint_merger.create_ui(checkpoint)),
+        ]
+        for interface, label, ifid in extension_tabs:
+            tabs.append((label, ifid, interface.render))
+        tabs.append(("Settings", "settings", lambda: settings.create_ui(loadsave)))
+        tabs.append(("Extensions", "extensions", ui_extensions.create_ui))
+
+        settings_tab = None
         with gr.Tabs(elem_id="tabs"):
-            with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
-                scripts.scripts_current = scripts.scripts_txt2img
-                create_txt2img_tab()
-                scripts.scripts_current = None
-            for interface, label, ifid in extension_tabs:
-                with gr.Tab(label, id=ifid, elem_id=f"tab_{ifid}"):
-                    interface.render()
-            with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
-                ui_settings.create_ui(settings_json)
-            with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
-                ui_extensions.create_ui()
-        gr.HTML(f"<div class='versions'>data: {html.escape(os.path.abspath(shared.data_path))}</div>")
+            for label, ifid, build in ordered_tabs(tabs):
+                with gr.Tab(label, id=ifid, elem_id=f"tab_{ifid}") as tab:
+                    scripts.scripts_current = {"txt2img": scripts.scripts_txt2img,
+                                               "img2img": scripts.scripts_img2img}.get(ifid)
+                    try:
+                        build()
+                    finally:
+                        scripts.scripts_current = None
+                if ifid == "settings":
+                    settings_tab = tab
+                elif ifid != "extensions":
+                    loadsave.add_block(tab, ifid)
+
+        gr.HTML(footer_html(), elem_id="footer")
+        ui_infotext.connect_paste_params_buttons()
+        settings.add_functionality(demo, settings_tab)
+        loadsave.setup_ui()
+        loadsave.dump_defaults()
     return demo

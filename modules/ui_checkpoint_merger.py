@@ -6,6 +6,8 @@ Wiring (as A1111's ui.py does it)::
     merger = ui_checkpoint_merger.UiCheckpointMerger()      # builds merger.blocks
     ... (merger.blocks, "Checkpoint Merger", "modelmerger") among the tabs ...
     merger.setup_ui(dummy_component=..., sd_model_checkpoint_component=<the quicksettings checkpoint dropdown>)
+
+modules/ui.py does the same inside the tab through create_ui().
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 
 import gradio as gr
 
-from modules import call_queue, extras_merge, merge_blocks, sd_models, sd_vae
+from modules import call_queue, extras_merge, merge_blocks, progress, sd_models, sd_vae
 from modules.errors import UserError
 from modules.ui_common import create_refresh_button
 from modules.ui_components import FormRow
@@ -42,14 +44,27 @@ def update_interp_description(value: str) -> str:
 
 
 def modelmerger(*args):
-    """The Merge button: merge in the generation queue; new checkpoint lists for the four dropdowns and a message."""
+    """The Merge button: merge in the generation queue; new checkpoint lists for the four dropdowns and a message.
+    The first argument is the page's task id (or None): the page follows the merge's progress under that id."""
+    id_task = args[0] if args and args[0] else None
+    if id_task:
+        progress.add_task_to_queue(id_task)
+
+    def job(*job_args):
+        if id_task:
+            progress.start_task(id_task)
+        return extras_merge.run_modelmerger(*job_args)
+
     try:
-        message = call_queue.wrap_queued_call(extras_merge.run_modelmerger)(*args)
+        message = call_queue.wrap_queued_call(job)(*args)
     except UserError as e:
         message = str(e) if str(e).startswith("Failed") else f"Failed: {e}"
     except Exception as e:  # keep serving; the traceback goes to the console
         log.exception("Checkpoint merge failed")
         message = f"Error merging checkpoints: {type(e).__name__}: {e}"
+    finally:
+        if id_task:
+            progress.finish_task(id_task)
     tiles = sd_models.checkpoint_tiles()
     return [*[gr.update(choices=tiles) for _ in range(4)], html.escape(message)]
 
@@ -168,6 +183,7 @@ class UiCheckpointMerger:
                                      api_visibility="private")
         self.modelmerger_merge.click(
             fn=modelmerger,
+            js="(...args) => submit_generation('modelmerger', args, 0)",
             inputs=self.merge_inputs(dummy_component),
             outputs=[self.primary_model_name, self.secondary_model_name, self.tertiary_model_name,
                      sd_model_checkpoint_component, self.modelmerger_result],
@@ -175,3 +191,14 @@ class UiCheckpointMerger:
         )
         # change() does not fire for values restored from ui-config.json
         self.interp_description.value = update_interp_description(self.interp_method.value)
+
+
+def create_ui(quicksettings_checkpoint=None) -> UiCheckpointMerger:
+    """The tab's content inside the page's current tab; the task-id box is the Merge button's first input."""
+    merger = UiCheckpointMerger()
+    merger.blocks.render()
+    id_task = gr.Textbox(value="", visible="hidden", label="id_task", elem_id="modelmerger_id_task")
+    id_task.do_not_save_to_config = True
+    checkpoint = quicksettings_checkpoint if quicksettings_checkpoint is not None else gr.State()
+    merger.setup_ui(dummy_component=id_task, sd_model_checkpoint_component=checkpoint)
+    return merger

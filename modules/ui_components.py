@@ -105,6 +105,14 @@ class InputAccordion(gr.Checkbox):
     global_index = 0
 
     def __init__(self, value: bool = False, **kwargs):
+        from gradio.context import Context
+
+        if Context.root_block is None:
+            # Gradio re-creates an output component from its settings to apply an update (a pasted value):
+            # that copy is just the checkbox, the accordion already exists on the page.
+            super().__init__(value, **kwargs)
+            self.accordion = None
+            return
         self.accordion_id = kwargs.get("elem_id")
         if self.accordion_id is None:
             self.accordion_id = f"input-accordion-{InputAccordion.global_index}"
