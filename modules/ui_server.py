@@ -12,6 +12,7 @@ the `file=` route, thumbnails, /docs, and extension routes added in on_app_start
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from typing import Any
 
@@ -61,13 +62,19 @@ PUBLIC_PATHS = frozenset({"/", "/login", "/login/", "/logout", "/favicon.ico", "
 PUBLIC_PREFIXES = ("/assets/", "/static/", "/svelte/", "/pwa_icon/")
 
 
-def is_public(path: str, prefix: str = "") -> bool:
+def relative_path(path: str, prefix: str = "") -> str | None:
+    """`path` relative to --subpath ("/" for the page itself), or None when it is outside it."""
     prefix = prefix.rstrip("/")
-    if prefix:
-        if path != prefix and not path.startswith(prefix + "/"):
-            return False
-        path = path[len(prefix):] or "/"
-    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+    if not prefix:
+        return path
+    if path != prefix and not path.startswith(prefix + "/"):
+        return None
+    return path[len(prefix):] or "/"
+
+
+def is_public(path: str, prefix: str = "") -> bool:
+    path = relative_path(path, prefix)
+    return path is not None and (path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES))
 
 
 class UiAuthMiddleware:
@@ -81,12 +88,15 @@ class UiAuthMiddleware:
         self.prefix = prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] not in ("http", "websocket") or not self.creds or scope["path"].startswith("/sdapi/")
-                or is_public(scope["path"], self.prefix)):
+        if scope["type"] not in ("http", "websocket") or not self.creds or scope["path"].startswith("/sdapi/"):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        if basic_auth_user(headers, self.creds) or gradio_cookie_user(gradio_app_of(self.parent), headers):
+        logged_in = bool(basic_auth_user(headers, self.creds) or gradio_cookie_user(gradio_app_of(self.parent), headers))
+        if is_public(scope["path"], self.prefix):
+            page = relative_path(scope["path"], self.prefix) == "/"
+            await self.app(scope, receive, send if logged_in or not page else without_api_info(send))
+        elif logged_in:
             await self.app(scope, receive, send)
         elif scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})  # before accept: the client gets HTTP 403
@@ -98,6 +108,33 @@ class UiAuthMiddleware:
             response = JSONResponse({"detail": {"error": "Not authenticated", "auth_message": message}},
                                     status_code=401)
             await response(scope, receive, send)
+
+
+_API_INFO = re.compile(rb"window\.gradio_api_info = .*?;</script>", re.DOTALL)
+
+
+def without_api_info(send: Send) -> Send:
+    """Gradio's login page embeds the app's whole API description (every endpoint and its parameters) even for a
+    visitor who is not logged in: drop it from the page (the login form does not use it)."""
+    start: dict[str, Any] = {}
+    body = bytearray()
+
+    async def send_page(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
+            return
+        if message["type"] != "http.response.body":
+            await send(message)
+            return
+        body.extend(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        page = _API_INFO.sub(b"window.gradio_api_info = null;</script>", bytes(body))
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        await send({**start, "headers": [*headers, (b"content-length", str(len(page)).encode())]})
+        await send({"type": "http.response.body", "body": page})
+
+    return send_page
 
 
 def gradio_auth(creds: dict[str, str]):

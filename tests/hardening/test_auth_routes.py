@@ -8,7 +8,6 @@ Each app is built by tests/hardening/route_probe.py in a fresh process (flags ar
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -55,8 +54,6 @@ EXTENSION_ROUTE = """
 
     script_callbacks.on_app_started(add_routes)
 """
-
-UI_LOGIN_PRESENT = importlib.util.find_spec("modules.ui_server") is not None
 
 
 def probe(tmp_path: Path, flags: list[str], login: str) -> tuple[list[dict], str, str]:
@@ -112,14 +109,12 @@ def test_api_only_server_with_api_auth_refuses_every_route(tmp_path):
     check(tmp_path, "--nowebui --api-auth", ["--nowebui", *API_AUTH], f"api:{SECRETS[1]}")
 
 
-@pytest.mark.xfail(not UI_LOGIN_PRESENT, strict=True, reason="the UI's login (modules/ui_server.py) is not merged yet")
 def test_ui_server_with_gradio_auth_refuses_every_route(tmp_path):
     """The API has no credentials of its own here, so it takes the UI's."""
     check(tmp_path, "--api --gradio-auth", ["--api", *UI_AUTH], f"ui:{SECRETS[0]}")
 
 
 @pytest.mark.skipif(not FULL, reason="full run only (SD_WEBUI_HARDENING_FULL=1): one more app build")
-@pytest.mark.xfail(not UI_LOGIN_PRESENT, strict=True, reason="the UI's login (modules/ui_server.py) is not merged yet")
 def test_ui_server_with_both_refuses_every_route(tmp_path):
     check(tmp_path, "--api --gradio-auth --api-auth", ["--api", *UI_AUTH, *API_AUTH], f"api:{SECRETS[1]}")
 

@@ -4,7 +4,6 @@ the web UI (modules/ui_pnginfo.py, modules/ui_extra_networks.py); these tests ru
 
 from __future__ import annotations
 
-import pytest
 from PIL import Image, PngImagePlugin
 
 PAYLOADS = [
@@ -24,7 +23,7 @@ def assert_inert(html_text: str) -> None:
 
 
 def test_png_info_view_escapes_every_text_chunk(tmp_path):
-    ui_pnginfo = pytest.importorskip("modules.ui_pnginfo")
+    from modules import ui_pnginfo
     info = PngImagePlugin.PngInfo()
     info.add_text("parameters", "\n".join(PAYLOADS) + "\nSteps: 20, Sampler: <b>Euler</b>")
     for i, payload in enumerate(PAYLOADS):
@@ -38,8 +37,7 @@ def test_png_info_view_escapes_every_text_chunk(tmp_path):
 
 
 def test_extra_network_card_and_metadata_escape_names_and_values(tmp_path):
-    ui_extra_networks = pytest.importorskip("modules.ui_extra_networks")
-    from modules import shared
+    from modules import shared, ui_extra_networks
 
     page = ui_extra_networks.ExtraNetworksPage()
     page.title, page.extra_networks_tabname = "Lora", "lora"
