@@ -174,6 +174,8 @@ def serve(app, port: int, with_ui: bool = True) -> None:
                             ssl_keyfile=cmd_opts.tls_keyfile, ssl_certfile=cmd_opts.tls_certfile)
     server = uvicorn.Server(config)
     url = f"{'https' if cmd_opts.tls_certfile else 'http'}://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+    if with_ui and cmd_opts.subpath:
+        url += "/" + cmd_opts.subpath.strip("/")
 
     def announce() -> None:
         while not server.started:
