@@ -120,6 +120,17 @@ class Server:
         self.log.close()
 
 
+@pytest.fixture(scope="module")
+def sd1(tiny_checkpoints):
+    """The tiny SD1 checkpoint loaded in this process (CPU), with the checkpoint and VAE lists filled."""
+    from modules import devices, sd_models, sd_vae, shared
+
+    devices.configure(shared.cmd_opts)
+    sd_models.list_models()
+    sd_vae.refresh_vae_list()
+    return sd_models.load_model(sd_models.find_checkpoint(tiny_checkpoints["sd1"].name))
+
+
 @pytest.fixture(scope="session")
 def server(tiny_checkpoints):
     """One server for the session: the tiny checkpoints, --api, CPU."""

@@ -11,17 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from modules import devices, processing, prompt_parser, sd_models, sd_vae, shared
+from modules import processing, prompt_parser, sd_models, sd_vae, shared
 from modules.errors import NotFoundError, UserError
 
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-@pytest.fixture(scope="module")
-def sd1(tiny_checkpoints):
-    devices.configure(shared.cmd_opts)
-    sd_models.list_models()
-    return sd_models.load_model(sd_models.find_checkpoint(tiny_checkpoints["sd1"].name))
 
 
 COMMON = dict(prompt="a cat", steps=2, width=64, height=64, seed=21, sampler_name="Euler", do_not_save_samples=True,

@@ -15,17 +15,10 @@ import torch
 from PIL import Image
 
 import modules
-from modules import devices, processing, rng, script_callbacks, sd_models, sd_samplers, shared
+from modules import processing, rng, script_callbacks, sd_samplers, shared
 from modules.k_diffusion import sampling as k_sampling
 from modules.sd_samplers_common import setup_img2img_steps
 from modules.sd_samplers_timesteps_impl import get_timesteps
-
-
-@pytest.fixture(scope="module")
-def sd1(tiny_checkpoints):
-    devices.configure(shared.cmd_opts)
-    sd_models.list_models()
-    return sd_models.load_model(sd_models.find_checkpoint(tiny_checkpoints["sd1"].name))
 
 
 def make_p(steps=10, denoise=0.3, sampler="Euler", **kwargs):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from modules import devices, images, postprocessing, processing, sd_models, sd_upscale, shared, upscaler
+from modules import images, postprocessing, processing, sd_upscale, shared, upscaler
 from modules.errors import NotFoundError, UserError
 
 
@@ -121,13 +121,6 @@ def test_bad_extras_input():
         extras(None)
     with pytest.raises(UserError, match="Input directory"):
         extras(None, extras_mode=2, input_dir="/no/such/folder")
-
-
-@pytest.fixture(scope="module")
-def sd1(tiny_checkpoints):
-    devices.configure(shared.cmd_opts)
-    sd_models.list_models()
-    return sd_models.load_model(sd_models.find_checkpoint(tiny_checkpoints["sd1"].name))
 
 
 def test_sd_upscale(sd1):

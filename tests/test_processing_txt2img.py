@@ -5,16 +5,8 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from modules import devices, processing, sd_models, sd_vae, shared
+from modules import processing, shared
 from modules.errors import NotFoundError, UserError
-
-
-@pytest.fixture(scope="module")
-def sd1(tiny_checkpoints):
-    devices.configure(shared.cmd_opts)
-    sd_models.list_models()
-    sd_vae.refresh_vae_list()
-    return sd_models.load_model(sd_models.find_checkpoint(tiny_checkpoints["sd1"].name))
 
 
 def make(**kw) -> processing.StableDiffusionProcessingTxt2Img:

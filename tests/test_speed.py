@@ -33,14 +33,6 @@ slow = pytest.mark.skipif(
 cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-@pytest.fixture(scope="module")
-def sd1(tiny_checkpoints):
-    devices.configure(shared.cmd_opts)
-    sd_models.list_models()
-    sd_vae.refresh_vae_list()
-    return sd_models.load_model(sd_models.find_checkpoint(tiny_checkpoints["sd1"].name))
-
-
 def txt2img(**kw) -> Image.Image:
     args = dict(
         prompt="a red fox",

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from modules import devices, errors, images, processing, sd_models, sd_vae, shared
+from modules import errors, images, processing, sd_models, shared
 from tests.hardening.figures import record, scaled
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,14 +93,6 @@ def test_the_kill_test_catches_a_non_atomic_writer(tmp_path):
     result = json.loads(done.stdout.splitlines()[-1])
     record("SIGKILL while saving", **result)
     assert result["torn"] > 0
-
-
-@pytest.fixture(scope="module")
-def sd1(tiny_checkpoints):
-    devices.configure(shared.cmd_opts)
-    sd_models.list_models()
-    sd_vae.refresh_vae_list()
-    return sd_models.load_model(sd_models.find_checkpoint(tiny_checkpoints["sd1"].name))
 
 
 def make(**kw) -> processing.StableDiffusionProcessingTxt2Img:
