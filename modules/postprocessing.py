@@ -1,11 +1,17 @@
-"""The Extras tab's work: upscale existing images (single image, a batch, or a folder) and save them with their
-generation parameters kept (a1111-spec §1.5, §10 ExtrasBase).
+"""The Extras tab's work: upscale existing images (single image, a batch, or a folder), run the extensions'
+postprocessing scripts on them, and save them with their generation parameters kept (a1111-spec §1.5, §10
+ExtrasBase).
 
 The Upscale operation: "scale by" a factor (optionally limited to a maximum side length) or "scale to" a size
 (cover it, then optionally crop to it); upscaler 1, and upscaler 2 blended in with a visibility. Results are
 saved to outputs/extras-images (setting outdir_extras_samples) with a PNG `postprocessing` text
 ("Postprocess upscale by: 4, Postprocess upscaler: R-ESRGAN 4x+") and the image's original `parameters`.
 Face restoration (GFPGAN / CodeFormer) is not provided: its visibility fields are accepted and ignored.
+
+After the built-in Upscale, `scripts.scripts_postproc` (the `ScriptPostprocessing` subclasses of scripts/*.py)
+runs on each image: their `pp.info` entries join the `postprocessing` text, and every extra image they add is
+saved too, with its nametags as file-name suffix; `pp.caption` is written to a .txt file beside the image
+(setting postprocessing_existing_caption_action).
 """
 
 from __future__ import annotations
@@ -20,7 +26,18 @@ from typing import Any
 
 from PIL import Image
 
-from modules import devices, images, images_ops, infotext_utils, paths_internal, shared, upscaler
+from modules import (
+    devices,
+    fileio,
+    images,
+    images_ops,
+    infotext_utils,
+    paths_internal,
+    scripts,
+    scripts_postprocessing,
+    shared,
+    upscaler,
+)
 from modules.errors import UserError
 from modules.shared import opts, state
 
@@ -151,10 +168,33 @@ def _info_text(info: dict[str, Any]) -> str:
     return ", ".join(k if k == v else f"{k}: {infotext_utils.quote(v)}" for k, v in info.items() if v is not None)
 
 
+def _write_caption(image_path: str, caption: str) -> None:
+    """A1111's caption file: `<image>.txt`, combined with an existing one as postprocessing_existing_caption_action
+    says."""
+    caption_path = os.path.splitext(image_path)[0] + ".txt"
+    try:
+        with open(caption_path, encoding="utf8") as file:
+            existing = file.read().strip()
+    except FileNotFoundError:
+        existing = ""
+    action = opts.postprocessing_existing_caption_action
+    if existing and action == "Prepend":
+        caption = f"{existing} {caption}"
+    elif existing and action == "Append":
+        caption = f"{caption} {existing}"
+    elif existing and action == "Keep":
+        caption = existing
+    caption = caption.strip()
+    if caption:
+        fileio.atomic_write_text(caption_path, caption)
+
+
 def postprocess_images(items: Iterable[tuple[Image.Image | str, str | None]], args: UpscaleArgs,
-                       outpath: str | None = None, save_output: bool = True) -> list[ExtrasResult]:
-    """Upscale each (image or file path, original name) and save it into `outpath` (default
-    outdir_extras_samples); unreadable files are skipped with a warning. Returns the results in order."""
+                       outpath: str | None = None, save_output: bool = True,
+                       script_args: list | None = None) -> list[ExtrasResult]:
+    """Upscale each (image or file path, original name), run the postprocessing scripts with `script_args` (their
+    UI values in `scripts.scripts_postproc` order; None: not run) and save each resulting image into `outpath`
+    (default outdir_extras_samples); unreadable files are skipped with a warning. Returns the results in order."""
     outpath = paths_internal.data_relative(outpath or opts.outdir_samples or opts.outdir_extras_samples)
     items = list(items)
     state.job_count = len(items)
@@ -179,29 +219,42 @@ def postprocess_images(items: Iterable[tuple[Image.Image | str, str | None]], ar
         if parameters:
             existing_pnginfo["parameters"] = parameters
         info: dict[str, Any] = {}
-        image = upscale_image(image_data, args, info)
+        initial = scripts_postprocessing.PostprocessedImage(upscale_image(image_data, args, info))
+        initial.info = info
+        if script_args is not None:
+            scripts.scripts_postproc.run(initial, script_args)
         if state.skipped:
             continue
-        text = _info_text(info)
-        result = ExtrasResult(image, info, text)
-        if opts.enable_pnginfo:
-            existing_pnginfo["postprocessing"] = text
-            image.info = dict(existing_pnginfo)
-        if save_output:
-            basename, forced_filename = "", None
-            if opts.use_original_name_batch and name is not None:
-                basename = os.path.splitext(os.path.basename(name))[0]
-                forced_filename = basename
-            suffix = f"_{info['Postprocess upscaler']}" if opts.use_upscaler_name_as_suffix and \
-                "Postprocess upscaler" in info else ""
-            if forced_filename is not None:
-                forced_filename += suffix
-            result.filename, _ = images.save_image(
-                image, path=outpath, basename=basename, extension=opts.samples_format, info=text,
-                short_filename=True, no_prompt=True, grid=False, pnginfo_section_name="extras",
-                existing_info=existing_pnginfo, forced_filename=forced_filename, suffix=suffix)
-        results.append(result)
+        used_suffixes: set[str] = set()
+        for pp in [initial, *initial.extra_images]:
+            results.append(_save_result(pp, existing_pnginfo, name, outpath, save_output, used_suffixes))
     return results
+
+
+def _save_result(pp: scripts_postprocessing.PostprocessedImage, existing_pnginfo: dict[str, Any],
+                 name: str | None, outpath: str, save_output: bool, used_suffixes: set[str]) -> ExtrasResult:
+    image, info = pp.image, pp.info
+    text = _info_text(info)
+    result = ExtrasResult(image, info, text)
+    if opts.enable_pnginfo:
+        existing_pnginfo["postprocessing"] = text
+        image.info = dict(existing_pnginfo)
+    if not save_output:
+        return result
+    suffix = f"_{info['Postprocess upscaler']}" if opts.use_upscaler_name_as_suffix and \
+        "Postprocess upscaler" in info else ""
+    suffix += pp.get_suffix(used_suffixes)
+    basename, forced_filename = "", None
+    if opts.use_original_name_batch and name is not None:
+        basename = os.path.splitext(os.path.basename(name))[0]
+        forced_filename = basename + suffix
+    result.filename, _ = images.save_image(
+        image, path=outpath, basename=basename, extension=opts.samples_format, info=text, short_filename=True,
+        no_prompt=True, grid=False, pnginfo_section_name="extras", existing_info=existing_pnginfo,
+        forced_filename=forced_filename, suffix=suffix)
+    if pp.caption and result.filename:
+        _write_caption(result.filename, pp.caption)
+    return result
 
 
 def _list_images(input_dir: str) -> list[str]:
@@ -232,16 +285,17 @@ def _images_for_mode(extras_mode: int, image: Any, image_folder: Any,
 
 def run_postprocessing(extras_mode: int, image: Any, image_folder: Any, input_dir: str, output_dir: str,
                        show_extras_results: bool, args: UpscaleArgs | None = None,
-                       save_output: bool = True) -> tuple[list[Image.Image], str, str]:
+                       save_output: bool = True, script_args: list | None = None) -> tuple[list[Image.Image], str, str]:
     """A1111's Extras entry: mode 0 one image, 1 a list of images/uploaded files, 2 every image in `input_dir`
-    (saved to `output_dir` when given). Returns (images to show, info HTML, "")."""
+    (saved to `output_dir` when given). `script_args`: the postprocessing scripts' control values (the Extras
+    tab's, or `scripts.scripts_postproc.create_args_for_run(...)`). Returns (images to show, info HTML, "")."""
     from modules.txt2img import plaintext_to_html
 
     devices.torch_gc()
     try:
         items = list(_images_for_mode(extras_mode, image, image_folder, input_dir))
         outpath = output_dir if extras_mode == 2 and output_dir else None
-        results = postprocess_images(items, args or UpscaleArgs(), outpath, save_output)
+        results = postprocess_images(items, args or UpscaleArgs(), outpath, save_output, script_args)
     finally:
         devices.torch_gc()
     shown = [r.image for r in results] if extras_mode != 2 or show_extras_results else []
@@ -254,7 +308,8 @@ def run_extras(extras_mode: int, resize_mode: int, image: Any, image_folder: Any
                upscaling_crop: bool, extras_upscaler_1: str | None, extras_upscaler_2: str | None,
                extras_upscaler_2_visibility: float, upscale_first: bool = False, save_output: bool = True,
                max_side_length: int = 0) -> tuple[list[Image.Image], str, str]:
-    """The API's entry with ExtrasBase's fields (A1111's run_extras); face restoration fields are ignored."""
+    """The API's entry with ExtrasBase's fields (A1111's run_extras); face restoration fields are ignored. As in
+    A1111, the postprocessing scripts run with every control None (their own checks keep them off)."""
     if gfpgan_visibility or codeformer_visibility:
         log.info("Face restoration is not provided; GFPGAN/CodeFormer visibility ignored.")
     args = UpscaleArgs(upscale_mode=resize_mode, upscale_by=upscaling_resize, max_side_length=max_side_length,
@@ -262,4 +317,4 @@ def run_extras(extras_mode: int, resize_mode: int, image: Any, image_folder: Any
                        upscale_crop=upscaling_crop, upscaler_1_name=extras_upscaler_1,
                        upscaler_2_name=extras_upscaler_2, upscaler_2_visibility=extras_upscaler_2_visibility)
     return run_postprocessing(extras_mode, image, image_folder, input_dir, output_dir, show_extras_results, args,
-                              save_output=save_output)
+                              save_output=save_output, script_args=scripts.scripts_postproc.create_args_for_run({}))

@@ -390,6 +390,7 @@ def load_scripts() -> None:
     scripts_txt2img = ScriptRunner(is_img2img=False)
     scripts_img2img = ScriptRunner(is_img2img=True)
     scripts_postproc = scripts_postprocessing.ScriptPostprocessingRunner()
+    scripts_postproc.initialize_scripts(postprocessing_scripts_data)
 
 
 reload_scripts = load_scripts  # A1111 alias
@@ -441,7 +442,9 @@ class ScriptRunner:
         self.selectable_scripts.clear()
         self.is_img2img = is_img2img
         self.ui_created = False
-        for data in scripts_data:
+        from modules import scripts_auto_postprocessing  # imports this module
+
+        for data in scripts_data + scripts_auto_postprocessing.create_auto_preprocessing_script_data():
             try:
                 script = data.script_class()
             except Exception:

@@ -2,8 +2,11 @@
 
 A `ScriptPostprocessing` subclass returns a dict name → component from `ui()`; its `process(pp, **args)` gets
 those names as keyword arguments and changes `pp.image` / `pp.info` / `pp.extra_images`. The runner orders the
-scripts by the postprocessing_operation_order setting, then `order`, then name. Gradio is imported only to
-build a UI.
+scripts by the postprocessing_operation_order setting, then `order`, then name, leaving out those named in
+postprocessing_disable_in_extras. Gradio is imported only to build a UI.
+
+As in A1111, a script that raises ends the Extras job (images already saved stay saved); the error names the
+script.
 """
 
 from __future__ import annotations
@@ -15,6 +18,12 @@ from typing import Any
 from modules import errors
 
 log = logging.getLogger(__name__)
+
+
+class PostprocessingScriptError(errors.UserError):
+    """An Extras script raised: the message names the script and its file."""
+
+    status_code = 500
 
 
 class PostprocessedImageSharedInfo:
@@ -97,6 +106,17 @@ def wrap_call(func, filename, funcname, *args, default=None, **kwargs):
     return default
 
 
+def _call_script(script: ScriptPostprocessing, funcname: str, pp: PostprocessedImage, kwargs: dict) -> None:
+    try:
+        getattr(script, funcname)(pp, **kwargs)
+    except Exception as e:
+        where = script.filename or type(script).__name__
+        errors.report(f"Error running postprocessing script {script.name!r}: {where}/{funcname}", exc_info=True)
+        raise PostprocessingScriptError(
+            f"Postprocessing script {script.name or type(script).__name__!r} ({os.path.basename(where)}) failed: "
+            f"{type(e).__name__}: {e}. Turn it off in the Extras tab, or update or disable its extension.") from e
+
+
 class ScriptPostprocessingRunner:
     def __init__(self) -> None:
         self.scripts: list[ScriptPostprocessing] | None = None
@@ -155,10 +175,13 @@ class ScriptPostprocessingRunner:
 
         selected = []
         for script in self.scripts_in_preferred_order():
-            values = args[script.args_from:script.args_to]
-            selected.append((script, dict(zip((script.controls or {}).keys(), values, strict=False))))
+            # A control without a value (a shorter argument list) gets None, as the API's controls do.
+            start = script.args_from or 0
+            kwargs = {name: args[start + i] if start + i < len(args) else None
+                      for i, name in enumerate(script.controls or {})}
+            selected.append((script, kwargs))
         for script, kwargs in selected:
-            script.process_firstpass(pp, **kwargs)
+            _call_script(script, "process_firstpass", pp, kwargs)
         all_images = [pp]
         for script, kwargs in selected:
             if shared.state.skipped:
@@ -166,14 +189,17 @@ class ScriptPostprocessingRunner:
             shared.state.job = script.name or ""
             for single in all_images.copy():
                 if not single.disable_processing:
-                    script.process(single, **kwargs)
+                    _call_script(script, "process", single, kwargs)
                 for extra in single.extra_images:
                     all_images.append(extra if isinstance(extra, PostprocessedImage) else single.create_copy(extra))
                 single.extra_images.clear()
         pp.extra_images = all_images[1:]
 
     def create_args_for_run(self, scripts_args: dict[str, dict]) -> list:
-        """Arguments for run() from `{script name: {control name: value}}` (the API's form)."""
+        """Arguments for run() from `{script name: {control name: value}}` (the API's form); controls not given
+        are None. Builds the scripts' UI once, off-screen, when no tab has (needs gradio)."""
+        if not self.scripts_in_preferred_order():
+            return []
         if not self.ui_created:
             import gradio as gr
 

@@ -55,6 +55,12 @@ def _sampler_names():
     return [s.name for s in sd_samplers.all_samplers]
 
 
+def _postprocessing_script_names():
+    from modules import scripts
+
+    return [s.name for s in scripts.scripts_postproc.scripts or [] if s.name]
+
+
 def _upscaler_names():
     from modules import shared
 
@@ -504,9 +510,12 @@ options_templates.update(options_section(("sampler-params", "Sampler parameters"
 }))
 
 options_templates.update(options_section(("postprocessing", "Postprocessing", "postprocessing"), {
-    "postprocessing_enable_in_main_ui": OptionInfo([], "Enable postprocessing operations in txt2img and img2img tabs", "multiselect"),
-    "postprocessing_disable_in_extras": OptionInfo([], "Disable postprocessing operations in extras tab", "multiselect"),
-    "postprocessing_operation_order": OptionInfo([], "Postprocessing operation order", "multiselect"),
+    "postprocessing_enable_in_main_ui": OptionInfo([], "Enable postprocessing operations in txt2img and img2img tabs", "multiselect",
+        _choices(_postprocessing_script_names)),
+    "postprocessing_disable_in_extras": OptionInfo([], "Disable postprocessing operations in extras tab", "multiselect",
+        _choices(_postprocessing_script_names)),
+    "postprocessing_operation_order": OptionInfo([], "Postprocessing operation order", "multiselect",
+        _choices(_postprocessing_script_names)),
     "upscaling_max_images_in_cache": OptionInfo(5, "Maximum number of images in upscaling cache", "slider", _slider(0, 10, 1)),
     "postprocessing_existing_caption_action": OptionInfo("Ignore", "Action for existing captions", "radio",
                                                          {"choices": ["Ignore", "Keep", "Prepend", "Append"]}),

@@ -1,5 +1,6 @@
 """The Extras tab (a1111-spec §1.5): Single Image / Batch Process / Batch from Directory, the Upscale operation
-(Scale by / Scale to, upscaler 1 and 2 with visibility), Generate, and the output panel. The work is
+(Scale by / Scale to, upscaler 1 and 2 with visibility), then each extension postprocessing script's controls
+(`scripts.scripts_postproc`, one row each, as A1111), Generate, and the output panel. The work is
 modules/postprocessing.py's; face restoration is not provided.
 """
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import gradio as gr
 
-from modules import infotext_paste, postprocessing, shared, ui_common, ui_generation
+from modules import infotext_paste, postprocessing, scripts, shared, ui_common, ui_generation
 from modules.ui_components import FormRow, InputAccordion, ToolButton
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,9 @@ def upscaler_names() -> list[str]:
 
 
 def run(*args) -> tuple:
-    values = dict(zip(FIELDS, args, strict=True))
+    """FIELDS' values, then the postprocessing scripts' control values."""
+    values = dict(zip(FIELDS, args[:len(FIELDS)], strict=True))
+    script_args = list(args[len(FIELDS):])
 
     def job():
         upscale = postprocessing.UpscaleArgs(
@@ -38,7 +41,7 @@ def run(*args) -> tuple:
             upscaler_2_visibility=float(values["upscaler_2_visibility"] or 0))
         return postprocessing.run_postprocessing(
             int(values["extras_mode"] or 0), values["image"], values["image_batch"], values["input_dir"] or "",
-            values["output_dir"] or "", bool(values["show_extras_results"]), upscale)
+            values["output_dir"] or "", bool(values["show_extras_results"]), upscale, script_args=script_args)
 
     return ui_generation.run_as_task("extras", values["id_task"], job, 3)
 
@@ -102,6 +105,7 @@ def create_ui() -> None:
                                                         tooltip="Switch width/height")
                                 upscale_crop = gr.Checkbox(label="Crop to fit", value=True,
                                                            elem_id="extras_upscaling_crop")
+            script_inputs = scripts.scripts_postproc.setup_ui()
 
         with gr.Column():
             with gr.Row(elem_id=f"{tab}_toprow"):
@@ -124,7 +128,8 @@ def create_ui() -> None:
         "upscaler_2_visibility": upscaler_2_visibility, "id_task": id_task,
     }
     submit.click(fn=run, js=f"(...args) => submit_generation('{tab}', args, {FIELDS.index('id_task')})",
-                 inputs=[components[name] for name in FIELDS],
+                 inputs=[components[name] for name in FIELDS] + script_inputs,
                  outputs=[output_panel.gallery, output_panel.infotext, output_panel.html_log], api_name="extras",
                  concurrency_limit=None, show_progress="hidden")
+    image.change(fn=scripts.scripts_postproc.image_changed, **private)
     infotext_paste.add_paste_fields(tab, image, None)
