@@ -203,6 +203,9 @@ class ScriptPostprocessingRunner:
         if not self.ui_created:
             import gradio as gr
 
+            from modules import gradio_compat
+
+            gradio_compat.install()  # extensions' ui() may use Gradio 3 arguments
             with gr.Blocks(analytics_enabled=False):
                 self.setup_ui()
         ordered = self.scripts_in_preferred_order()

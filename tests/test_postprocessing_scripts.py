@@ -89,8 +89,10 @@ def runner(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def fresh_settings(monkeypatch):
-    for key, value in (("postprocessing_operation_order", []), ("postprocessing_disable_in_extras", []),
+def fresh_settings(monkeypatch, tmp_path):
+    """Default order and filters; saved images go to this test's own folder."""
+    for key, value in (("outdir_samples", ""), ("outdir_extras_samples", str(tmp_path / "extras")),
+                       ("postprocessing_operation_order", []), ("postprocessing_disable_in_extras", []),
                        ("postprocessing_existing_caption_action", "Ignore")):
         monkeypatch.setitem(shared.opts.data, key, value)
 
@@ -124,15 +126,13 @@ def test_discovered_at_start_up_in_a1111_order(runner, monkeypatch):
     assert choices == ["Invert", "Mirror copy", "Boom"]
 
 
-def test_single_image_inverted_exactly_with_info_in_saved_text(runner, data_dir):
+def test_single_image_inverted_exactly_with_info_in_saved_text(runner, tmp_path):
     source = picture(1)
-    folder = data_dir / shared.opts.outdir_extras_samples
-    before = set(folder.glob("*.png")) if folder.exists() else set()
     shown, html, _ = run(runner, image=source, save=True, Invert={"enable": True, "note": "all channels"})
     assert len(shown) == 1
     assert np.array_equal(pixels(shown[0]), 255 - pixels(source))
     assert "Postprocess invert: all channels" in html
-    [saved] = set(folder.glob("*.png")) - before
+    [saved] = (tmp_path / "extras").glob("*.png")
     with Image.open(saved) as im:
         assert np.array_equal(pixels(im), 255 - pixels(source))
         assert im.info["postprocessing"] == "Postprocess invert: all channels"
