@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image
 
-from modules import images, images_ops, infotext_utils, masking, processing, sd_models, shared
+from modules import images, images_ops, infotext_utils, masking, processing, sd_models, shared, txt2img
 from modules.errors import UserError
 from modules.shared import opts, state
 
@@ -77,23 +77,11 @@ def create_processing(prompt: str, negative_prompt: str, init_images: list[Image
     inpainting_fill, inpaint_full_res, inpaint_full_res_padding, inpainting_mask_invert, image_cfg_scale...)
     pass through `kwargs`."""
     return processing.StableDiffusionProcessingImg2Img(
-        outpath_samples=opts.outdir_samples or opts.outdir_img2img_samples,
-        outpath_grids=opts.outdir_grids or opts.outdir_img2img_grids,
-        prompt=prompt,
-        negative_prompt=negative_prompt,
-        styles=styles or [],
+        **txt2img.common_fields("img2img", prompt, negative_prompt, steps, sampler_name, scheduler, width, height,
+                                n_iter, batch_size, cfg_scale, seed, styles),
         init_images=init_images,
         mask=mask,
-        sampler_name=sampler_name,
-        scheduler=scheduler,
-        batch_size=int(batch_size),
-        n_iter=int(n_iter),
-        steps=int(steps),
-        cfg_scale=float(cfg_scale),
-        width=int(width),
-        height=int(height),
         denoising_strength=float(denoising_strength),
-        seed=int(seed) if seed not in (None, "") else -1,
         **kwargs,
     )
 
@@ -102,19 +90,11 @@ def img2img(p: processing.StableDiffusionProcessingImg2Img) -> tuple[list[Image.
     """Run and return (images incl. extra result images, generation_info JSON, info HTML, comments HTML).
 
     A script selected in the Script dropdown replaces processing with its run() (as in txt2img)."""
-    from modules.txt2img import plaintext_to_html
-
-    processed = run_selected_script(p)
+    processed = txt2img.run_selected_script(p)
     shared.total_tqdm = None
     shown = [] if opts.do_not_show_images else processed.images + processed.extra_images
-    return shown, processed.js(), plaintext_to_html(processed.info), plaintext_to_html(processed.comments,
-                                                                                       classname="comments")
-
-
-def run_selected_script(p: processing.StableDiffusionProcessingImg2Img) -> processing.Processed:
-    """The selected script's run(), or process_images when none is selected (or it returns nothing)."""
-    processed = p.scripts.run(p, *p.script_args) if p.scripts is not None else None
-    return processed if processed is not None else processing.process_images(p)
+    return shown, processed.js(), txt2img.plaintext_to_html(processed.info), txt2img.plaintext_to_html(
+        processed.comments, classname="comments")
 
 
 def _find_mask(image_path: Path, masks: list[str], mask_dir: str) -> str | None:

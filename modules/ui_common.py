@@ -17,6 +17,7 @@ import gradio as gr
 
 from modules import infotext_paste, paths_internal, save_outputs, shared, ui_infotext
 from modules.errors import UserError
+from modules.txt2img import plaintext_to_html  # A1111 extensions import it from ui_common
 from modules.ui_components import ToolButton
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,6 @@ def create_refresh_button(refresh_component, refresh_method: Callable[[], Any], 
     button = ToolButton(value=refresh_symbol, elem_id=elem_id, tooltip=f"{label}: refresh" if label else "Refresh")
     button.click(fn=refresh, inputs=[], outputs=components, api_visibility="private")
     return button
-
-
-def plaintext_to_html(text: str, classname: str | None = None) -> str:
-    content = "<br>\n".join(html.escape(x) for x in (text or "").split("\n"))
-    return f"<p class='{classname}'>{content}</p>" if classname else f"<p>{content}</p>"
 
 
 def error_html(message: str) -> str:

@@ -21,6 +21,7 @@ from modules import (
     processing,
     scripts,
     shared,
+    txt2img,
     ui_common,
     ui_extra_networks,
     ui_generation,
@@ -146,7 +147,7 @@ def run_batch(p: processing.StableDiffusionProcessingImg2Img, values: dict[str, 
         to_scale=int(values["selected_scale_tab"] or 0) == 1, scale_by=float(values["scale_by"]),
         use_png_info=bool(values["img2img_batch_use_png_info"]),
         png_info_props=values["img2img_batch_png_info_props"] or [],
-        png_info_dir=values["img2img_batch_png_info_dir"] or "", run=img2img.run_selected_script)
+        png_info_dir=values["img2img_batch_png_info_dir"] or "", run=txt2img.run_selected_script)
     if processed is None:
         return [], "", ui_common.plaintext_to_html("No images were processed."), ""
     return (processed.images, processed.js(), ui_common.plaintext_to_html(processed.info),
