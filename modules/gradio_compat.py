@@ -27,6 +27,7 @@ import functools
 import inspect
 import logging
 import types
+from collections.abc import Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,23 @@ def _warn_once(owner: str, name: str, message: str) -> None:
         log.warning(message)
 
 
+def _init_signatures(cls: type) -> Iterator[tuple[type, list[inspect.Parameter]]]:
+    """(class, its own __init__'s parameters) along the MRO, for the classes that define __init__; ends at an
+    __init__ without a readable signature."""
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            yield klass, list(inspect.signature(init).parameters.values())
+        except (TypeError, ValueError):
+            return
+
+
+def _takes_var_keyword(params: list[inspect.Parameter]) -> bool:
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
 def _accepted_kwargs(cls: type) -> tuple[frozenset[str], bool]:
     """Keyword names cls() accepts and whether it takes any: a subclass's `__init__(*args, **kwargs)` passes them
     on, so the MRO is followed to the first `__init__` without **kwargs."""
@@ -56,16 +74,9 @@ def _accepted_kwargs(cls: type) -> tuple[frozenset[str], bool]:
         return cached
     names: set[str] = set()
     cached = (frozenset(), True)
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        try:
-            params = inspect.signature(init).parameters.values()
-        except (TypeError, ValueError):
-            break
+    for _klass, params in _init_signatures(cls):
         names |= {p.name for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL}
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        if not _takes_var_keyword(params):
             cached = (frozenset(names), False)
             break
     _signature_cache[cls] = cached
@@ -247,19 +258,9 @@ def _config_class(cls: type) -> type:
     found = _config_class_cache.get(cls)
     if found is None:
         found = cls
-        for klass in cls.__mro__:
-            if klass.__module__.split(".")[0] == "gradio":
+        for klass, params in _init_signatures(cls):
+            if klass.__module__.split(".")[0] == "gradio" or not _takes_var_keyword(params):
                 found = klass  # gradio's own classes serialise themselves correctly (gr.HTML takes **props)
-                break
-            init = klass.__dict__.get("__init__")
-            if init is None:
-                continue
-            try:
-                params = inspect.signature(init).parameters.values()
-            except (TypeError, ValueError):
-                break
-            if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-                found = klass
                 break
         _config_class_cache[cls] = found
     return found
