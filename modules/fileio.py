@@ -12,6 +12,7 @@ from typing import IO
 
 TEMP_NAME = re.compile(r"\.[0-9a-f]{16}\.tmp")
 STALE_AFTER_S = 3600
+_swept: set[str] = set()  # folders already cleaned by this process: killed writers belong to earlier processes
 
 
 def remove_stale_temp_files(folder: str, older_than_s: float = STALE_AFTER_S) -> int:
@@ -38,7 +39,9 @@ def atomic_file(filename: str, mode: str = "wb", encoding: str | None = None,
     """
     folder = os.path.dirname(os.path.abspath(filename))
     os.makedirs(folder, exist_ok=True)
-    remove_stale_temp_files(folder)
+    if folder not in _swept:  # once per folder, not a scan of a big outputs folder on every save
+        _swept.add(folder)
+        remove_stale_temp_files(folder)
     # A random hidden name, created exclusively: concurrent writers of one target never share a temp file.
     tmp = os.path.join(folder, f".{secrets.token_hex(8)}.tmp")  # short: the target name may be at the length limit
     try:
