@@ -86,13 +86,21 @@ class UiAuthMiddleware:
         self.creds = creds
         self.parent = parent
         self.prefix = prefix
+        self._gradio_app: Any = None
+
+    @property
+    def gradio_app(self) -> Any:
+        """The mounted Gradio app, found once (it is mounted before the first request)."""
+        if self._gradio_app is None:
+            self._gradio_app = gradio_app_of(self.parent)
+        return self._gradio_app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or not self.creds or scope["path"].startswith("/sdapi/"):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        logged_in = bool(basic_auth_user(headers, self.creds) or gradio_cookie_user(gradio_app_of(self.parent), headers))
+        logged_in = bool(basic_auth_user(headers, self.creds) or gradio_cookie_user(self.gradio_app, headers))
         if is_public(scope["path"], self.prefix):
             page = relative_path(scope["path"], self.prefix) == "/"
             await self.app(scope, receive, send if logged_in or not page else without_api_info(send))
@@ -103,7 +111,7 @@ class UiAuthMiddleware:
         else:
             # Gradio's own 401 body: its page shows the login form with the message. No WWW-Authenticate header,
             # which would make the browser ask with its own dialog instead.
-            gradio_app = gradio_app_of(self.parent)
+            gradio_app = self.gradio_app
             message = getattr(gradio_app.get_blocks(), "auth_message", None) if gradio_app is not None else None
             response = JSONResponse({"detail": {"error": "Not authenticated", "auth_message": message}},
                                     status_code=401)
